@@ -1,0 +1,99 @@
+"""Datasets known by name, found under the data directory, plus any path and ``synthetic``.
+
+The data directory is ``$DENOISEREC_DATA`` or, by default, ``~/.cache/denoiserec/data``
+(``$XDG_CACHE_HOME`` honoured). denoiserec never downloads data: the licences of MovieLens and
+Amazon forbid redistribution, so place the files there yourself (layout in ``KNOWN``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from denoiserec.config import DataConfig
+from denoiserec.data import readers
+from denoiserec.data.log import Interactions, RawLog
+from denoiserec.data.preprocess import build_interactions
+from denoiserec.data.synthetic import SyntheticConfig, generate
+from denoiserec.errors import DataError
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    """A dataset known by name: where it lives under the data directory and how to read it."""
+
+    name: str
+    relative_path: str
+    reader: Callable[[Path], RawLog]
+    description: str
+
+
+KNOWN: dict[str, KnownDataset] = {
+    d.name: d
+    for d in (
+        KnownDataset("ml-100k", "ml-100k/ml-100k.inter", readers.read_atomic,
+                     "MovieLens 100K, RecBole atomic file (the recbole protocol's reference)"),
+        KnownDataset("ml-1m", "ML-1M/ml-1m.txt", readers.read_line_per_user,
+                     "MovieLens 1M, one line per user, time-ordered"),
+        KnownDataset("beauty", "Beauty/Beauty.txt", readers.read_line_per_user,
+                     "Amazon Beauty 5-core (S3-Rec preprocessing), one line per user"),
+        KnownDataset("retailrocket", "RetailRocket-multibehavior/retail_beh.train.inter",
+                     readers.read_atomic, "RetailRocket multi-behaviour (view/cart/buy) sequences"),
+        KnownDataset("taobao", "Taobao-UserBehavior-sample/UserBehavior_sample.csv",
+                     readers.read_taobao, "Taobao UserBehavior sample (pv/cart/fav/buy), 43 users"),
+    )
+}
+
+
+def data_dir() -> Path:
+    """Where named datasets are looked for."""
+    if os.environ.get("DENOISEREC_DATA"):
+        return Path(os.environ["DENOISEREC_DATA"]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "denoiserec" / "data"
+
+
+def locate(name: str) -> Path:
+    """The file of a known dataset, or a clear error saying where it was expected."""
+    known = KNOWN[name]
+    path = data_dir() / known.relative_path
+    if not path.is_file():
+        raise DataError(
+            f"dataset '{name}' not found: expected {path} (set DENOISEREC_DATA to the folder "
+            f"holding '{known.relative_path.split('/')[0]}/')"
+        )
+    return path
+
+
+def read_raw(dataset: str, columns: dict[str, str] | None = None) -> RawLog:
+    """The raw log of a known dataset name or a file path."""
+    if dataset in KNOWN:
+        return KNOWN[dataset].reader(locate(dataset))
+    path = Path(dataset).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"unknown dataset '{dataset}': not a known name ({', '.join(['synthetic', *KNOWN])})"
+            " and no such file"
+        )
+    return readers.read_log(path, columns or None)
+
+
+def load_dataset(config: DataConfig | str = DataConfig()) -> Interactions:  # noqa: B008
+    """Read and preprocess a dataset: ``synthetic``, a known name, or a path."""
+    if isinstance(config, str):
+        config = DataConfig(dataset=config)
+    if config.dataset == "synthetic":
+        return generate(SyntheticConfig())
+    raw = read_raw(config.dataset, config.columns)
+    name = config.dataset if config.dataset in KNOWN else Path(config.dataset).stem
+    return build_interactions(
+        raw,
+        name=name,
+        rating_threshold=config.rating_threshold,
+        user_core=config.user_core,
+        item_core=config.item_core,
+        duplicates=config.duplicates,
+        time_order=config.time_order,
+    )

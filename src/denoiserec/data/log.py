@@ -1,0 +1,119 @@
+"""The two named data objects of the data stage.
+
+``RawLog``: what a reader returns, one row per interaction, raw ids as strings, file order kept.
+``Interactions``: the preprocessed log as flat arrays in CSR layout: user ``u``'s items are
+``items[offsets[u]:offsets[u + 1]]``, oldest first. Item ids are 1..n_items (0 = padding);
+``item_tokens[i]`` is the raw id of item ``i`` (``item_tokens[0] = "[PAD]"``). Arrays are
+read-only by contract (they are flagged non-writeable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PAD_TOKEN = "[PAD]"
+
+
+def _frozen(array: np.ndarray | None) -> np.ndarray | None:
+    if array is not None:
+        array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True)
+class RawLog:
+    """Interactions as read from a file, before any preprocessing.
+
+    Attributes:
+        users: (N,) raw user ids (str).
+        items: (N,) raw item ids (str).
+        timestamps: (N,) float64 seconds, or None when the file has no time (the file order is
+            then the time order within a user).
+        ratings: (N,) float64, or None.
+        behaviours: (N,) raw behaviour tokens (str), or None.
+        source: where the rows came from (a path or a generator name).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray | None = None
+    ratings: np.ndarray | None = None
+    behaviours: np.ndarray | None = None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """A preprocessed log: per-user time-ordered sequences as flat arrays (CSR).
+
+    Attributes:
+        offsets: (n_users + 1,) int64; user u's interactions are rows offsets[u]:offsets[u+1].
+        items: (N,) int64 item ids in 1..n_items, each user's in time order.
+        user_tokens: (n_users,) raw user ids.
+        item_tokens: (n_items + 1,) raw item ids, index 0 is the padding token.
+        timestamps: (N,) float64, or None.
+        behaviours: (N,) int64 behaviour ids 0..n_behaviours-1, or None.
+        behaviour_tokens: raw behaviour names by id, or None.
+        is_noise: (N,) bool ground-truth noise labels (injected or planted), or None.
+        name: dataset name.
+    """
+
+    offsets: np.ndarray
+    items: np.ndarray
+    user_tokens: np.ndarray
+    item_tokens: np.ndarray
+    timestamps: np.ndarray | None = None
+    behaviours: np.ndarray | None = None
+    behaviour_tokens: tuple[str, ...] | None = None
+    is_noise: np.ndarray | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        for array in (self.offsets, self.items, self.timestamps, self.behaviours, self.is_noise):
+            _frozen(array)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_items(self) -> int:
+        """Number of real items (ids 1..n_items); score tensors have n_items + 1 columns."""
+        return len(self.item_tokens) - 1
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.items)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def row_users(self) -> np.ndarray:
+        """(N,) the user index of every row."""
+        return np.repeat(np.arange(self.n_users), self.lengths)
+
+    def sequence(self, user: int) -> np.ndarray:
+        return self.items[self.offsets[user] : self.offsets[user + 1]]
+
+    def statistics(self) -> dict[str, float | int | str]:
+        lengths = self.lengths
+        counts = np.bincount(self.items, minlength=self.n_items + 1)[1:]
+        return {
+            "name": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": self.n_interactions,
+            "mean_length": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
+            "min_length": int(lengths.min()) if len(lengths) else 0,
+            "median_length": float(np.median(lengths)) if len(lengths) else 0.0,
+            "max_length": int(lengths.max()) if len(lengths) else 0,
+            "density": round(self.n_interactions / max(1, self.n_users * self.n_items), 6),
+            "min_item_count": int(counts.min()) if len(counts) else 0,
+        }

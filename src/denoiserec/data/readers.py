@@ -1,0 +1,411 @@
+"""Readers: one interaction file in, one ``RawLog`` out (raw ids as str, rows in file order).
+
+Formats: RecBole atomic ``.inter`` (with MBHT's multi-behaviour rows), one line per user
+``.txt``, MovieLens ``u.data`` / ``ratings.dat``, CSV / TSV / Parquet tables and Taobao's
+``UserBehavior.csv``; ``read_log`` picks one by file name. Every problem raises a one-line
+``DataError("<path>:<line>: <problem>")``. Readers never create, modify or cache files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from denoiserec.data.log import RawLog
+from denoiserec.errors import DataError
+
+ROLES = ("user", "item", "timestamp", "rating", "behaviour")
+TAOBAO_COLUMNS = ("user_id", "item_id", "category_id", "behavior_type", "timestamp")
+TAOBAO_BEHAVIOURS = ("pv", "cart", "fav", "buy")
+# MBHT appends each row's target with behaviour type '0', its buy type (see the RetailRocket
+# PROVENANCE.md); we keep that token so the raw behaviours match the published files.
+SEQUENCE_TARGET_BEHAVIOUR = "0"
+
+_TAOBAO_ROLES = {"user": "user_id", "item": "item_id", "timestamp": "timestamp",
+                 "behaviour": "behavior_type"}
+_ATOMIC_TYPES = ("token", "float", "token_seq", "float_seq")
+_USER_FIELDS = ("user_id", "session_id")
+_OPTIONAL_DEFAULTS = {"timestamp": ("timestamp",), "rating": ("rating",),
+                      "behaviour": ("behavior", "behaviour", "item_type", "behavior_type")}
+_TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".parquet": None, ".pq": None}
+_KNOWN_FORMATS = ".inter, .txt, u.data, .dat, UserBehavior*.csv, .csv, .tsv, .tab, .parquet, .pq"
+_PANDAS_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+Lines = Sequence[int] | None  # file line of each row, or None where rows have no line (Parquet)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text; missing, unreadable, non-UTF-8 and blank files are errors."""
+    _check_file(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+    if not text.strip():
+        raise DataError(f"{path}: empty file")
+    return text
+
+
+def _where(path: Path, lines: Lines, row: int) -> str:
+    return f"{path}: row {row + 1}" if lines is None else f"{path}:{lines[row]}"
+
+
+def _strings(values: Sequence[str]) -> np.ndarray:
+    return np.asarray(values, dtype=object)
+
+
+def _floats(path: Path, lines: Lines, values: pd.Series, name: str) -> np.ndarray:
+    """float64 numbers (datetimes: seconds since the epoch); missing or non-numeric is an error."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        values = (values - pd.Timestamp(0, tz=values.dt.tz)) / pd.Timedelta(seconds=1)
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if len(bad):
+        value = values.iloc[bad[0]]
+        problem = f"{name} '{value}' is not a finite number"
+        if pd.isna(value):
+            problem = f"missing {name}"
+        raise DataError(f"{_where(path, lines, bad[0])}: {problem}")
+    return numbers
+
+
+def _tokens(path: Path, lines: Lines, values: pd.Series, name: str) -> np.ndarray:
+    """A column as a str array; a missing (or, in text files, empty) cell is an error."""
+    missing = np.flatnonzero(values.isna().to_numpy())
+    if len(missing):
+        raise DataError(f"{_where(path, lines, missing[0])}: missing {name}")
+    return _strings(values.astype(str).tolist())
+
+
+def _pick(columns: Iterable[object], names: Sequence[str]) -> str | None:
+    present = set(columns)
+    return next((name for name in names if name in present), None)
+
+
+def _present_optional_roles(columns: Iterable[object]) -> dict[str, str]:
+    """The optional roles whose default column names occur in ``columns``."""
+    columns = list(columns)
+    picked = {role: _pick(columns, names) for role, names in _OPTIONAL_DEFAULTS.items()}
+    return {role: name for role, name in picked.items() if name is not None}
+
+
+def _fields_per_line(text: str, separator: str) -> np.ndarray:
+    """How many ``separator``-separated fields each line of ``text`` has (vectorised)."""
+    codes = np.frombuffer(text.encode(), dtype=np.uint8)
+    line_ends = np.append(np.flatnonzero(codes == ord("\n")), len(codes))
+    separators_before = np.searchsorted(np.flatnonzero(codes == ord(separator)), line_ends)
+    return np.diff(separators_before, prepend=0) + 1
+
+
+def _strict_frame(path: Path, text: str, separator: str, width: int, skip: int) -> pd.DataFrame:
+    """The lines of ``text`` after the first ``skip`` as str columns, each exactly ``width`` wide.
+
+    Checking the field counts first gives an exact line for ragged rows, which pandas would pad
+    with NaN or fold into an index instead.
+    """
+    text = text.rstrip("\n")
+    counts = _fields_per_line(text, separator)
+    if len(counts) <= skip:
+        raise DataError(f"{path}: header only, no data rows")
+    bad = skip + np.flatnonzero(counts[skip:] != width)
+    if len(bad):
+        raise DataError(
+            f"{path}:{bad[0] + 1}: expected {width} fields separated by {separator!r}, "
+            f"found {counts[bad[0]]}"
+        )
+    return _parse_csv(
+        path, io.StringIO(text), sep=separator, header=None, skiprows=skip, quoting=csv.QUOTE_NONE
+    )
+
+
+def _atomic_field(path: Path, field: str) -> str:
+    name, colon, kind = field.strip().partition(":")
+    if not colon or not name or kind not in _ATOMIC_TYPES:
+        raise DataError(
+            f"{path}:1: header field '{field}' is not name:type (types: {', '.join(_ATOMIC_TYPES)})"
+        )
+    return name
+
+
+def _require(path: Path, header: list[str], names: Sequence[str]) -> str:
+    name = _pick(header, names)
+    if name is None:
+        raise DataError(f"{path}:1: no {' or '.join(names)} field (header has {', '.join(header)})")
+    return name
+
+
+def read_atomic(path: str | Path) -> RawLog:
+    """Read a RecBole atomic ``.inter`` file (tab-separated, typed ``name:type`` header).
+
+    Fields used: ``user_id`` (or ``session_id``), ``item_id``, ``timestamp``, ``rating`` and a
+    behaviour field (``behavior``, ``behaviour``, ``item_type`` or ``behavior_type``). A file
+    with an ``item_id_list`` field holds one sample per row (MBHT / RecBole benchmark layout):
+    each row becomes its history items followed by its ``item_id`` target, one user per row,
+    with behaviours from ``item_type_list`` (the target gets '0') and no timestamps.
+
+    Args:
+        path: the ``.inter`` file.
+
+    Returns:
+        The log in file order.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    header = [_atomic_field(path, field) for field in text.partition("\n")[0].split("\t")]
+    if len(set(header)) != len(header):
+        raise DataError(f"{path}:1: duplicate field names in header {header}")
+    frame = _strict_frame(path, text, "\t", len(header), skip=1)
+    frame.columns = header
+    lines = range(2, len(frame) + 2)
+    mapping = {"user": _require(path, header, _USER_FIELDS),
+               "item": _require(path, header, ("item_id",))}
+    if "item_id_list" in header:
+        return _atomic_samples(path, frame, lines, mapping["user"])
+    return _frame_log(path, frame, mapping | _present_optional_roles(header), lines)
+
+
+def _atomic_samples(path: Path, frame: pd.DataFrame, lines: Lines, user: str) -> RawLog:
+    """Expand ``history + target`` rows; types from ``item_type_list``, the target gets '0'."""
+    users = _tokens(path, lines, frame[user], user)
+    targets = _tokens(path, lines, frame["item_id"], "item_id")
+    histories = [text.split() for text in frame["item_id_list"].fillna("")]
+    lengths = [len(history) + 1 for history in histories]
+    pairs = zip(histories, targets, strict=True)
+    items = chain.from_iterable(history + [target] for history, target in pairs)
+    behaviours = None
+    if "item_type_list" in frame.columns:
+        kinds = [text.split() for text in frame["item_type_list"].fillna("")]
+        for line, history, kind in zip(lines, histories, kinds, strict=True):
+            if len(kind) != len(history):
+                raise DataError(
+                    f"{path}:{line}: item_id_list has {len(history)} items but item_type_list "
+                    f"has {len(kind)} types"
+                )
+        behaviours = _strings(
+            list(chain.from_iterable(kind + [SEQUENCE_TARGET_BEHAVIOUR] for kind in kinds))
+        )
+    return RawLog(
+        users=np.repeat(users, lengths),
+        items=_strings(list(items)),
+        behaviours=behaviours,
+        source=str(path),
+    )
+
+
+def read_line_per_user(path: str | Path) -> RawLog:
+    """Read a ``user item item ...`` file (Beauty.txt, ml-1m.txt): one user per line.
+
+    Items are whitespace-separated tokens in time order; the file has no timestamps.
+
+    Args:
+        path: the text file.
+
+    Returns:
+        The log, users in file order, each user's items in line order.
+    """
+    path = Path(path)
+    first_line: dict[str, int] = {}
+    sequences: list[list[str]] = []
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) == 1:
+            raise DataError(f"{path}:{n}: user '{tokens[0]}' has no items")
+        if tokens[0] in first_line:
+            raise DataError(
+                f"{path}:{n}: duplicate user '{tokens[0]}' (first on line {first_line[tokens[0]]})"
+            )
+        first_line[tokens[0]] = n
+        sequences.append(tokens)
+    lengths = [len(tokens) - 1 for tokens in sequences]
+    return RawLog(
+        users=np.repeat(_strings(list(first_line)), lengths),
+        items=_strings(list(chain.from_iterable(tokens[1:] for tokens in sequences))),
+        source=str(path),
+    )
+
+
+def _parse_csv(path: Path, source: str | Path | io.StringIO, **options: object) -> pd.DataFrame:
+    """``pd.read_csv`` with every cell a str (only empty cells missing), errors as DataError."""
+    try:
+        frame = pd.read_csv(
+            source, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False,
+            **options,
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: empty file") from exc
+    except pd.errors.ParserError as exc:
+        found = _PANDAS_FIELDS.search(str(exc))
+        if found is None:
+            raise DataError(f"{path}: cannot parse: {_first_line(exc)}") from exc
+        expected, line, saw = found.groups()
+        raise DataError(f"{path}:{line}: expected {expected} fields, found {saw}") from exc
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read: {_first_line(exc)}") from exc
+    return frame
+
+
+def _frame_log(path: Path, frame: pd.DataFrame, mapping: Mapping[str, str], lines: Lines) -> RawLog:
+    """A RawLog from the table columns that ``mapping`` assigns to each role."""
+    if frame.empty:
+        raise DataError(f"{path}: empty table (no rows)")
+    time, rating, behaviour = (mapping.get(role) for role in ("timestamp", "rating", "behaviour"))
+    return RawLog(
+        users=_tokens(path, lines, frame[mapping["user"]], mapping["user"]),
+        items=_tokens(path, lines, frame[mapping["item"]], mapping["item"]),
+        timestamps=None if time is None else _floats(path, lines, frame[time], time),
+        ratings=None if rating is None else _floats(path, lines, frame[rating], rating),
+        behaviours=None if behaviour is None else _tokens(path, lines, frame[behaviour], behaviour),
+        source=str(path),
+    )
+
+
+def read_movielens(path: str | Path) -> RawLog:
+    """Read MovieLens ``u.data`` (tab-separated) or ``ratings.dat`` (``::``-separated).
+
+    Both have no header and four fields: user, item, rating, timestamp.
+
+    Args:
+        path: the ratings file; the separator is detected from its first line.
+
+    Returns:
+        The log with ratings and timestamps, in file order.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    if "::" in text.partition("\n")[0]:
+        text = text.replace("::", "\t")  # lets pandas' C parser read ratings.dat
+    names = ("user", "item", "rating", "timestamp")
+    frame = _strict_frame(path, text, "\t", len(names), skip=0)
+    frame.columns = list(names)
+    return _frame_log(path, frame, {name: name for name in names}, range(1, len(frame) + 1))
+
+
+def _table_columns(path: Path, frame: pd.DataFrame, columns: Mapping[str, str]) -> dict[str, str]:
+    """Role -> column name: ``columns`` checked against the table, or the default names."""
+    unknown = sorted(set(columns) - set(ROLES))
+    if unknown:
+        raise DataError(f"{path}: unknown column role(s) {unknown} (roles: {', '.join(ROLES)})")
+    mapping = dict(columns) or {"user": "user_id", "item": "item_id"}
+    if not columns:
+        mapping |= _present_optional_roles(frame.columns)
+    for role in ("user", "item"):
+        if role not in mapping:
+            raise DataError(f"{path}: the column mapping must name a '{role}' column")
+    for role, name in mapping.items():
+        if name not in frame.columns:
+            available = ", ".join(str(column) for column in frame.columns)
+            raise DataError(f"{path}: no column '{name}' for {role} (columns: {available})")
+    return mapping
+
+
+def read_table(path: str | Path, columns: Mapping[str, str] | None = None) -> RawLog:
+    """Read a CSV (``.csv``), TSV (``.tsv``, ``.tab``) or Parquet (``.parquet``, ``.pq``) table.
+
+    Args:
+        path: the table; CSV and TSV files need a header line.
+        columns: role -> column name for the roles ``user``, ``item`` (required),
+            ``timestamp``, ``rating`` and ``behaviour``. Empty or None: the columns
+            ``user_id``, ``item_id``, and where present ``timestamp``, ``rating`` and the
+            first of ``behavior``, ``behaviour``, ``item_type``, ``behavior_type``.
+
+    Returns:
+        The log in table order; datetime columns become float seconds since the epoch.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _TABLE_SEPARATORS:
+        raise DataError(f"{path}: not a table (suffixes: {', '.join(_TABLE_SEPARATORS)})")
+    _check_file(path)
+    separator = _TABLE_SEPARATORS[suffix]
+    if separator is None:
+        try:
+            frame = pd.read_parquet(path, engine="pyarrow")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read as Parquet: {_first_line(exc)}") from exc
+        lines = None
+    else:
+        frame = _parse_csv(path, path, sep=separator)
+        lines = range(2, len(frame) + 2)
+    return _frame_log(path, frame, _table_columns(path, frame, columns or {}), lines)
+
+
+def read_taobao(path: str | Path) -> RawLog:
+    """Read Taobao's headerless ``UserBehavior.csv`` (user, item, category, behaviour, time).
+
+    Args:
+        path: the CSV file; behaviours must be ``pv``, ``cart``, ``fav`` or ``buy``.
+
+    Returns:
+        The log with unix-second timestamps and behaviours, in file order.
+    """
+    path = Path(path)
+    frame = _strict_frame(path, _read_text(path), ",", len(TAOBAO_COLUMNS), skip=0)
+    frame.columns = list(TAOBAO_COLUMNS)
+    lines = range(1, len(frame) + 1)
+    log = _frame_log(path, frame, _TAOBAO_ROLES, lines)
+    unknown = np.flatnonzero(~pd.Series(log.behaviours).isin(TAOBAO_BEHAVIOURS).to_numpy())
+    if len(unknown):
+        raise DataError(
+            f"{_where(path, lines, unknown[0])}: unknown behaviour '{log.behaviours[unknown[0]]}' "
+            f"(expected {', '.join(TAOBAO_BEHAVIOURS)})"
+        )
+    return log
+
+
+def _reader_for(path: Path) -> Callable[[Path], RawLog] | None:
+    name, suffix = path.name.lower(), path.suffix.lower()
+    if suffix == ".csv" and name.startswith("userbehavior"):
+        return read_taobao
+    if suffix == ".inter":
+        return read_atomic
+    if name == "u.data" or suffix == ".dat":
+        return read_movielens
+    if suffix == ".txt":
+        return read_line_per_user
+    return None
+
+
+def read_log(path: str | Path, columns: Mapping[str, str] | None = None) -> RawLog:
+    """Read any supported interaction file, choosing the reader from its name.
+
+    Args:
+        path: ``.inter`` (atomic), ``u.data`` / ``.dat`` (MovieLens), ``.txt`` (line per
+            user), ``UserBehavior*.csv`` (Taobao), ``.csv`` / ``.tsv`` / ``.tab`` /
+            ``.parquet`` / ``.pq`` (table).
+        columns: the role -> column mapping of ``read_table``; only tables take one.
+
+    Returns:
+        The file's log.
+    """
+    path = Path(path)
+    _check_file(path)
+    reader = _reader_for(path)
+    if reader is None and path.suffix.lower() in _TABLE_SEPARATORS:
+        return read_table(path, columns)
+    if reader is None:
+        raise DataError(f"{path}: unknown log format (known: {_KNOWN_FORMATS})")
+    if columns:
+        raise DataError(f"{path}: a column mapping applies only to CSV, TSV and Parquet tables")
+    return reader(path)

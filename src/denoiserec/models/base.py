@@ -1,0 +1,79 @@
+"""What every model offers the trainer and the evaluator.
+
+A model sees only a :class:`~denoiserec.data.batches.Batch`. It implements ``encode`` (a
+representation per input position) and ``item_embeddings``; the default ``loss`` and
+``score_all`` then give RecBole's next-item training (representation at the last real position
+scored against every item) and full scoring. Models with their own objective (BERT4Rec's Cloze,
+the denoisers' extra terms) override ``loss``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from denoiserec.data.batches import Batch
+from denoiserec.train.losses import Objective, next_item_loss
+
+
+@dataclass
+class ModelOutput:
+    """A training step's result: the loss to minimise and its named parts (for logging)."""
+
+    loss: torch.Tensor
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+def gather_last(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, L, D) -> (B, D): the representation at position ``lengths - 1``."""
+    index = (lengths - 1).clamp(min=0)[:, None, None].expand(-1, 1, hidden.shape[-1])
+    return hidden.gather(1, index).squeeze(1)
+
+
+class SequentialRecommender(nn.Module, ABC):
+    """Base class of next-item models.
+
+    Class attributes:
+        name: registry name.
+        config_class: the model's config dataclass.
+        causal: True when position t only sees items <= t (window training is allowed).
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+    causal: ClassVar[bool] = True
+
+    def __init__(self, config: Any, n_items: int, max_len: int) -> None:
+        super().__init__()
+        self.config = config
+        self.n_items = n_items
+        self.max_len = max_len
+
+    @abstractmethod
+    def encode(self, batch: Batch) -> torch.Tensor:
+        """(B, L, D) representation of every input position."""
+
+    @abstractmethod
+    def item_embeddings(self) -> torch.Tensor:
+        """(n_items + 1, D) output embeddings of all items, padding included."""
+
+    def sequence_representation(self, batch: Batch) -> torch.Tensor:
+        """(B, D) representation that scores the next item."""
+        return gather_last(self.encode(batch), batch.lengths)
+
+    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
+        if batch.targets.dim() == 1:
+            hidden = self.sequence_representation(batch)  # (B, D)
+        else:
+            hidden = self.encode(batch)  # (B, L, D): every position has a target
+        loss = next_item_loss(hidden, self.item_embeddings(), batch.targets, objective,
+                              batch.negatives)
+        return ModelOutput(loss=loss, parts={"rec": float(loss.detach())})
+
+    def score_all(self, batch: Batch) -> torch.Tensor:
+        """(B, n_items + 1) scores of every item as the next one (padding column included)."""
+        return self.sequence_representation(batch) @ self.item_embeddings().T

@@ -1,0 +1,141 @@
+"""BERT4Rec: sequential recommendation with bidirectional encoder representations from Transformer.
+
+Sun et al., CIKM 2019 (arXiv:1904.06690); reference code FeiSun/BERT4Rec (TensorFlow). Defaults
+and training follow RecBole 1.2.1's ``BERT4Rec`` and its ``MaskItemSequence`` transform
+(recbole.md §2.4): the instance's target is ignored; per batch, with probability ``ft_ratio``
+the last input item is replaced by the mask token and predicted, otherwise every input item is
+masked with probability ``mask_ratio`` (Cloze) and at most ``int(mask_ratio * max_len)`` of the
+latest masked positions carry the loss. Cross-entropy over all items plus an output bias. At
+test time the mask token is appended after the last item and predicted.
+
+Differences from RecBole 1.2.1, where RecBole departs from the paper's intent:
+
+* RecBole pads the list of masked positions with 0 and then drops index 0 from the loss, so a
+  masked *first* item is hidden from the input but never predicted; we predict it.
+* RecBole's test-time append shifts every sequence left by one, dropping the oldest item even
+  when the sequence is shorter than ``max_len``; we only drop it when the window is full.
+* Masking is vectorised (RecBole loops in Python over items, with a per-item negative draw).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denoiserec.data.batches import Batch
+from denoiserec.models.base import ModelOutput, SequentialRecommender, gather_last
+from denoiserec.models.registry import register
+from denoiserec.nn.transformer import TransformerEncoder, attention_mask, init_bert_weights
+from denoiserec.train.losses import Objective
+
+
+@dataclass(frozen=True)
+class BERT4RecConfig:
+    """BERT4Rec hyper-parameters (RecBole 1.2.1 defaults)."""
+
+    name: str = "bert4rec"
+    n_layers: int = 2
+    """Transformer blocks."""
+    n_heads: int = 2
+    """Attention heads."""
+    hidden_size: int = 64
+    """Embedding and hidden size."""
+    inner_size: int = 256
+    """Feed-forward inner size."""
+    hidden_dropout: float = 0.2
+    """Dropout on embeddings and block outputs."""
+    attn_dropout: float = 0.2
+    """Dropout on attention probabilities."""
+    hidden_act: str = "gelu"
+    """Feed-forward activation."""
+    layer_norm_eps: float = 1e-12
+    """LayerNorm epsilon."""
+    initializer_range: float = 0.02
+    """Std of the N(0, std) initialisation."""
+    mask_ratio: float = 0.2
+    """Cloze masking probability per item (paper: rho)."""
+    ft_ratio: float = 0.5
+    """Probability that a batch masks only the last item (RecBole's fine-tuning samples)."""
+
+
+def cloze_mask(items: torch.Tensor, lengths: torch.Tensor, mask_ratio: float, ft_ratio: float,
+               max_predictions: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """RecBole's MaskItemSequence, vectorised.
+
+    Returns:
+        masked: (B, L) True where the input item is replaced by the mask token.
+        predicted: (B, L) True where the loss is computed (a subset of ``masked``).
+    """
+    B, L = items.shape
+    positions = torch.arange(L, device=items.device)[None, :]
+    if torch.rand(()) < ft_ratio:  # one draw per batch
+        masked = positions == (lengths - 1)[:, None]
+        return masked, masked
+    masked = (torch.rand(B, L, device=items.device) < mask_ratio) & (items != 0)
+    from_end = masked.flip(1).cumsum(1).flip(1)  # masked positions at or after each position
+    return masked, masked & (from_end <= max_predictions)
+
+
+@register
+class BERT4Rec(SequentialRecommender):
+    name = "bert4rec"
+    config_class = BERT4RecConfig
+    causal = False
+
+    def __init__(self, config: BERT4RecConfig, n_items: int, max_len: int) -> None:
+        super().__init__(config, n_items, max_len)
+        H = config.hidden_size
+        self.mask_token = n_items + 1
+        self.item_embedding = nn.Embedding(n_items + 2, H, padding_idx=0)  # + mask token
+        self.position_embedding = nn.Embedding(max_len, H)
+        self.norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.encoder = TransformerEncoder(config.n_layers, H, config.n_heads, config.inner_size,
+                                          config.hidden_dropout, config.attn_dropout,
+                                          config.hidden_act, config.layer_norm_eps)
+        self.output_ffn = nn.Linear(H, H)
+        self.output_norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
+        self.output_bias = nn.Parameter(torch.zeros(n_items + 1))
+        self.max_predictions = int(config.mask_ratio * max_len)
+        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
+
+    def _encode_items(self, items: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = self.dropout(self.norm(self.item_embedding(items) + self.position_embedding(positions)))
+        x = self.encoder(x, attention_mask(items, causal=False))  # bidirectional
+        return self.output_norm(F.gelu(self.output_ffn(x)))  # (B, L, H)
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        return self._encode_items(batch.items)
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.item_embedding.weight[: self.n_items + 1]  # without the mask token
+
+    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
+        masked, predicted = cloze_mask(batch.items, batch.lengths, self.config.mask_ratio,
+                                       self.config.ft_ratio, self.max_predictions)
+        hidden = self._encode_items(batch.items.masked_fill(masked, self.mask_token))
+        logits = hidden[predicted] @ self.item_embeddings().T + self.output_bias  # (n, items)
+        if logits.shape[0] == 0:  # nothing masked in this batch: no signal, zero loss
+            loss = hidden.sum() * 0.0
+        else:
+            loss = F.cross_entropy(logits, batch.items[predicted])
+        return ModelOutput(loss=loss, parts={"cloze": float(loss.detach())})
+
+    def _with_mask_appended(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        items, lengths = batch.items, batch.lengths
+        full = lengths >= items.shape[1]
+        shifted = torch.where(full[:, None], items.roll(-1, dims=1), items)
+        position = torch.where(full, lengths - 1, lengths)
+        shifted = shifted.scatter(1, position[:, None], self.mask_token)
+        return shifted, position + 1
+
+    def sequence_representation(self, batch: Batch) -> torch.Tensor:
+        items, lengths = self._with_mask_appended(batch)
+        return gather_last(self._encode_items(items), lengths)
+
+    def score_all(self, batch: Batch) -> torch.Tensor:
+        return self.sequence_representation(batch) @ self.item_embeddings().T + self.output_bias

@@ -1,0 +1,83 @@
+"""SASRec: Self-Attentive Sequential Recommendation (Kang & McAuley, ICDM 2018, arXiv:1808.09781).
+
+Reference code: kang205/SASRec (TensorFlow); defaults and training follow RecBole 1.2.1's
+``SASRec`` (recbole.md §2.6), the version the denoising papers compare with.
+
+Differences from the paper, as in RecBole: post-LayerNorm Transformer blocks with GELU and a
+linear feed-forward layer (the paper uses pre-LN, ReLU and 1x1 convolutions); cross-entropy over
+all items on the last position of every prefix instead of BCE with one negative on every
+position (``train.instances=window`` gives all positions; ``train.loss=bpr`` sampled negatives).
+Output embeddings are the input item embeddings (shared).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from denoiserec.data.batches import Batch
+from denoiserec.models.base import SequentialRecommender
+from denoiserec.models.registry import register
+from denoiserec.nn.transformer import TransformerEncoder, attention_mask, init_bert_weights
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    """SASRec hyper-parameters (RecBole 1.2.1 defaults)."""
+
+    name: str = "sasrec"
+    n_layers: int = 2
+    """Transformer blocks (paper: b)."""
+    n_heads: int = 2
+    """Attention heads."""
+    hidden_size: int = 64
+    """Embedding and hidden size (paper: d)."""
+    inner_size: int = 256
+    """Feed-forward inner size."""
+    hidden_dropout: float = 0.5
+    """Dropout on embeddings and block outputs (RecBole default 0.5)."""
+    attn_dropout: float = 0.5
+    """Dropout on attention probabilities."""
+    hidden_act: str = "gelu"
+    """Feed-forward activation: gelu | relu."""
+    layer_norm_eps: float = 1e-12
+    """LayerNorm epsilon."""
+    initializer_range: float = 0.02
+    """Std of the N(0, std) weight initialisation."""
+
+
+@register
+class SASRec(SequentialRecommender):
+    name = "sasrec"
+    config_class = SASRecConfig
+    causal = True
+
+    def __init__(self, config: SASRecConfig, n_items: int, max_len: int) -> None:
+        super().__init__(config, n_items, max_len)
+        H = config.hidden_size
+        self.item_embedding = nn.Embedding(n_items + 1, H, padding_idx=0)
+        self.position_embedding = nn.Embedding(max_len, H)  # position 0 = oldest item
+        self.norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.encoder = TransformerEncoder(config.n_layers, H, config.n_heads, config.inner_size,
+                                          config.hidden_dropout, config.attn_dropout,
+                                          config.hidden_act, config.layer_norm_eps)
+        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
+
+    def _embed(self, items: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = self.item_embedding(items) + self.position_embedding(positions)[None]  # (B, L, H)
+        return self.dropout(self.norm(x))
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        return self.encoder(self._embed(batch.items), attention_mask(batch.items, causal=True))
+
+    def sequence_representation(self, batch: Batch) -> torch.Tensor:
+        # the last block only at position length - 1: the same values as encode() + gather
+        return self.encoder(self._embed(batch.items), attention_mask(batch.items, causal=True),
+                            query=batch.lengths - 1)
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.item_embedding.weight

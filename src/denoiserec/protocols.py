@@ -1,0 +1,192 @@
+"""Evaluation protocols: how a log is split and which items may be ranked.
+
+Every protocol splits each user's time-ordered sequence ``i1 .. in`` leave-one-out, the way
+RecBole 1.2.1 does (``leave_one_num = 2`` over the user's ``n - 1`` prefix instances)::
+
+    items:    i1  i2  ...  i(n-3)  i(n-2) | i(n-1) | in
+    targets:      train ........ train    | valid  | test      (i1 is never a target)
+    inputs:   the <= max_len items before each target (the test input holds the valid item)
+
+Users with 3 items get a train and a test instance but no valid one; with 2 items, one train
+instance; RecBole does the same. No retraining on train + valid before test.
+
+What differs is the ranking (see :mod:`denoiserec.metrics` for ranks and ties):
+
+* ``recbole``: full ranking over all items; only padding is excluded. Items the user already
+  interacted with stay rankable (RecBole 1.2.1 sequential models, ``repeatable: True``).
+* ``fmlp``: full ranking with the user's earlier items (everything before the target) excluded,
+  the target itself excepted (S3-Rec / FMLP-Rec / BSARec).
+* ``sampled``: the target against ``n_negatives`` items the user never interacted with, uniform
+  or popularity-weighted, fixed per user by seed (``sampled`` numbers are not comparable with
+  full ranking ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from denoiserec.config import ProtocolConfig
+from denoiserec.data.log import Interactions
+from denoiserec.errors import ProtocolError
+
+PROTOCOLS = ("recbole", "fmlp", "sampled")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Evaluation instances: ``targets[j]`` is the log row of instance j's target item.
+
+    Attributes:
+        users: (n,) user index.
+        targets: (n,) global row of the target; the input is the rows before it (same user).
+        negatives: (n, n_negatives) sampled negative item ids (``sampled`` only), else None.
+    """
+
+    users: np.ndarray
+    targets: np.ndarray
+    negatives: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A log split by a protocol.
+
+    Attributes:
+        log: the interactions (noise-injected logs included).
+        protocol: the protocol's config (its ``name`` is printed with every number).
+        train_users: (m,) user of each training target.
+        train_targets: (m,) global rows that are training targets (prefix instances).
+        train_end: (n_users,) exclusive end row of each user's training region.
+        valid: the validation instances; test: the test instances.
+    """
+
+    log: Interactions
+    protocol: ProtocolConfig
+    train_users: np.ndarray
+    train_targets: np.ndarray
+    train_end: np.ndarray
+    valid: EvalSet
+    test: EvalSet
+
+    @property
+    def train_starts(self) -> np.ndarray:
+        return self.log.offsets[:-1]
+
+    def statistics(self) -> dict[str, int | str]:
+        return {
+            "protocol": self.protocol.name,
+            "train_instances": len(self.train_targets),
+            "valid_instances": len(self.valid),
+            "test_instances": len(self.test),
+        }
+
+
+def leave_one_out(log: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """RecBole's leave-one-out over prefix instances: (train_rows, train_end, valid, test)."""
+    starts, ends = log.offsets[:-1], log.offsets[1:]
+    n_instances = np.maximum(ends - starts - 1, 0)
+    held_out = np.minimum(2, np.maximum(n_instances - 1, 0))  # RecBole: min(2, instances - 1)
+    train_end = ends - held_out
+    has_test = held_out >= 1
+    has_valid = held_out >= 2
+    test = (ends - 1)[has_test]
+    valid = (ends - 2)[has_valid]
+    first_target = starts + 1
+    counts = np.maximum(train_end - first_target, 0)
+    train_rows = np.repeat(first_target - np.cumsum(np.concatenate([[0], counts[:-1]])), counts)
+    train_rows = train_rows + np.arange(counts.sum())
+    return train_rows, train_end, valid, test
+
+
+def sample_negatives(log: Interactions, users: np.ndarray, n: int, kind: str,
+                     seed: int) -> np.ndarray:
+    """(len(users), n) items each user never interacted with, fixed by ``seed``.
+
+    Sampling with replacement across draws is avoided: collisions with the user's items or with
+    another negative of the same row are redrawn (vectorised rejection, repeated until clean).
+    """
+    if n >= log.n_items:
+        raise ProtocolError(f"sampled: n_negatives={n} must be below the number of items "
+                            f"({log.n_items})")
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(log.items, minlength=log.n_items + 1).astype(np.float64)
+    counts[0] = 0
+    weights = counts / counts.sum() if kind == "popularity" else None
+    if kind == "uniform":
+        weights = np.r_[0.0, np.full(log.n_items, 1.0 / log.n_items)]
+    elif kind != "popularity":
+        raise ProtocolError(f"sampled: negatives must be 'uniform' or 'popularity', got '{kind}'")
+    cumulative = np.cumsum(weights)
+    width = log.n_items + 1
+    seen = np.unique(log.row_users * width + log.items)  # sorted (user, item) keys
+    negatives = np.searchsorted(cumulative, rng.random((len(users), n)), side="right")
+    while True:
+        sorted_rows = np.sort(negatives, axis=1)
+        duplicate = np.zeros_like(negatives, dtype=bool)
+        duplicate[:, 1:] = sorted_rows[:, 1:] == sorted_rows[:, :-1]
+        order = np.argsort(negatives, axis=1, kind="stable")
+        bad = np.zeros_like(duplicate)
+        np.put_along_axis(bad, order, duplicate, axis=1)
+        keys = users[:, None] * width + negatives
+        position = np.searchsorted(seen, keys).clip(max=len(seen) - 1)
+        bad |= seen[position] == keys
+        if not bad.any():
+            return negatives
+        negatives[bad] = np.searchsorted(cumulative, rng.random(int(bad.sum())), side="right")
+
+
+def split(log: Interactions, protocol: ProtocolConfig) -> Split:
+    """Split ``log`` with ``protocol`` (see the module docstring)."""
+    if protocol.name not in PROTOCOLS:
+        raise ProtocolError(f"unknown protocol '{protocol.name}'; choose one of {PROTOCOLS}")
+    train_rows, train_end, valid, test = leave_one_out(log)
+    if len(test) == 0:
+        raise ProtocolError(f"{log.name}: no user has enough interactions to evaluate (>= 3)")
+    row_users = log.row_users
+    eval_sets = []
+    for offset, targets in enumerate((valid, test)):
+        users = row_users[targets]
+        negatives = None
+        if protocol.name == "sampled":
+            negatives = sample_negatives(log, users, protocol.n_negatives, protocol.negatives,
+                                         protocol.seed + offset)
+        eval_sets.append(EvalSet(users=users, targets=targets, negatives=negatives))
+    return Split(log=log, protocol=protocol, train_users=row_users[train_rows],
+                 train_targets=train_rows, train_end=train_end, valid=eval_sets[0],
+                 test=eval_sets[1])
+
+
+def exclude_unrankable(scores: torch.Tensor, log_items: torch.Tensor, starts: torch.Tensor,
+                       targets: torch.Tensor, target_items: torch.Tensor,
+                       protocol: ProtocolConfig, negatives: torch.Tensor | None) -> torch.Tensor:
+    """Set the scores of items the protocol does not rank to ``-inf`` (in place) and return them.
+
+    Args:
+        scores: (B, n_items + 1) model scores.
+        log_items: (N,) the log's item ids (the flat array).
+        starts: (B,) first row of each instance's user; targets: (B,) target rows.
+        target_items: (B,) target item ids.
+        negatives: (B, n) sampled negatives for ``sampled``.
+    """
+    scores[:, 0] = -torch.inf
+    if protocol.name == "fmlp":
+        lengths = targets - starts
+        rows = torch.repeat_interleave(torch.arange(len(targets), device=scores.device), lengths)
+        first = torch.cumsum(lengths, 0) - lengths
+        positions = torch.arange(int(lengths.sum()), device=scores.device)
+        history = log_items[starts[rows] + positions - first[rows]]
+        keep = scores.gather(1, target_items[:, None])
+        scores[rows, history] = -torch.inf
+        scores.scatter_(1, target_items[:, None], keep)
+    elif protocol.name == "sampled":
+        rankable = torch.zeros_like(scores, dtype=torch.bool)
+        rankable.scatter_(1, negatives, True)
+        rankable.scatter_(1, target_items[:, None], True)
+        scores.masked_fill_(~rankable, -torch.inf)
+    return scores

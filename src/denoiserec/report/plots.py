@@ -1,0 +1,27 @@
+"""PNG plots (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def training_curve(path: Path, epochs: list[dict], metric: str, title: str) -> None:
+    """Training loss and validation ``metric`` per epoch, side by side."""
+    x = [e["epoch"] for e in epochs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot(x, [e["train_loss"] for e in epochs], marker=".")
+    left.set(xlabel="epoch", ylabel="training loss", title="loss")
+    right.plot(x, [e["valid"][metric] for e in epochs], marker=".", color="tab:green")
+    right.set(xlabel="epoch", ylabel=f"valid {metric}", title=f"valid {metric}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

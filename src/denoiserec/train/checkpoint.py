@@ -1,0 +1,56 @@
+"""Checkpoints: tensors and plain values only, written atomically, read with weights_only=True.
+
+A checkpoint carries ``meta`` (model name, catalogue size, max_len, config as YAML text) so that
+loading into another model or dataset is refused with a one-line error instead of a shape dump.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from denoiserec.errors import CheckpointError
+
+
+def atomic_write_bytes(path: Path, writer: Any) -> None:
+    """Write via a temporary file in the same folder and ``os.replace`` it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            writer(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    atomic_write_bytes(path, lambda handle: torch.save(state, handle))
+
+
+def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load a checkpoint safely and check its ``meta`` against ``expect``."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated, or holding arbitrary objects
+        raise CheckpointError(f"{path}: not a readable denoiserec checkpoint ({err})"[:300]) from None
+    if not isinstance(state, dict) or "meta" not in state or "model" not in state:
+        raise CheckpointError(f"{path}: not a denoiserec checkpoint (no meta/model entries)")
+    for key, value in (expect or {}).items():
+        found = state["meta"].get(key)
+        if found != value:
+            raise CheckpointError(
+                f"{path}: checkpoint {key} is {found!r}, expected {value!r} (a checkpoint of "
+                "another model or dataset)")
+    return state

@@ -1,0 +1,67 @@
+"""Next-item training losses: softmax cross-entropy over all items, and BPR with negatives.
+
+Both accept one representation per instance, (B, D) with (B,) targets, or one per position,
+(B, L, D) with (B, L) targets where 0 marks positions without a target (window training).
+As in RecBole, the cross-entropy softmax includes the padding column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("ce", "bpr")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The next-item loss: ``kind`` (ce | bpr) and BPR's ``n_negatives`` per positive."""
+
+    kind: str = "ce"
+    n_negatives: int = 1
+
+
+def cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean CE of ``targets`` under softmax(hidden @ items.T), ignoring targets equal to 0."""
+    logits = hidden.reshape(-1, hidden.shape[-1]) @ items.T
+    return F.cross_entropy(logits, targets.reshape(-1), ignore_index=0)
+
+
+def bpr(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+        negatives: torch.Tensor) -> torch.Tensor:
+    """Mean of -log sigmoid(s(pos) - s(neg)) over every (positive, negative) pair."""
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    targets = targets.reshape(-1)
+    negatives = negatives.reshape(len(targets), -1)
+    real = targets != 0
+    hidden, targets, negatives = hidden[real], targets[real], negatives[real]
+    positive = (hidden * items[targets]).sum(-1, keepdim=True)  # (n, 1)
+    negative = torch.einsum("nd,nkd->nk", hidden, items[negatives])  # (n, k)
+    return -F.logsigmoid(positive - negative).mean()
+
+
+def sample_negatives(targets: torch.Tensor, n_items: int, n: int,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform negatives in 1..n_items, redrawn where they equal the positive: shape (*targets, n)."""
+    shape = (*targets.shape, n)
+    negatives = torch.randint(1, n_items + 1, shape, device=targets.device, generator=generator)
+    clash = negatives == targets[..., None]
+    while clash.any():
+        redraw = torch.randint(1, n_items + 1, (int(clash.sum()),), device=targets.device,
+                               generator=generator)
+        negatives[clash] = redraw
+        clash = negatives == targets[..., None]
+    return negatives
+
+
+def next_item_loss(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+                   objective: Objective, negatives: torch.Tensor | None) -> torch.Tensor:
+    if objective.kind == "ce":
+        return cross_entropy(hidden, items, targets)
+    if objective.kind == "bpr":
+        if negatives is None:
+            raise ValueError("BPR needs sampled negatives in the batch")
+        return bpr(hidden, items, targets, negatives)
+    raise ValueError(f"loss must be one of {LOSSES}, got '{objective.kind}'")
