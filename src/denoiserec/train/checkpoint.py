@@ -44,7 +44,8 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[st
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt, truncated, or holding arbitrary objects
-        raise CheckpointError(f"{path}: not a readable denoiserec checkpoint ({err})"[:300]) from None
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable denoiserec checkpoint ({reason})") from None
     if not isinstance(state, dict) or "meta" not in state or "model" not in state:
         raise CheckpointError(f"{path}: not a denoiserec checkpoint (no meta/model entries)")
     for key, value in (expect or {}).items():

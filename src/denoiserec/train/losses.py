@@ -44,7 +44,8 @@ def bpr(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
 
 def sample_negatives(targets: torch.Tensor, n_items: int, n: int,
                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform negatives in 1..n_items, redrawn where they equal the positive: shape (*targets, n)."""
+    """Uniform negatives in 1..n_items of shape (*targets, n), redrawn where equal to the
+    positive."""
     shape = (*targets.shape, n)
     negatives = torch.randint(1, n_items + 1, shape, device=targets.device, generator=generator)
     clash = negatives == targets[..., None]

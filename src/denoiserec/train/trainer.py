@@ -144,13 +144,13 @@ class Trainer:
         size = self.config.train.batch_size
         total, parts_total, count = 0.0, {}, 0
         starts = range(0, len(order), size)
-        bar = tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch",
-                   disable=not self.config.train.progress)
+        bar = tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", mininterval=1.0,
+                   disable=None if self.config.train.progress else True)  # None: tty only
         for step, start in enumerate(bar):
             batch = self._batch(order[start:start + size])
             output = self.model.loss(batch, self.objective)
             if not torch.isfinite(output.loss):
-                raise TrainingError(f"loss became {float(output.loss)} at epoch {epoch}, batch "
+                raise TrainingError(f"loss became {float(output.loss.detach())} at epoch {epoch}, batch "
                                     f"{step}; lower train.lr or set train.clip_grad_norm")
             self.optimizer.zero_grad(set_to_none=True)
             output.loss.backward()

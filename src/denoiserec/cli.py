@@ -1,0 +1,140 @@
+"""``denoiserec`` command line: subcommands only parse arguments and call the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from denoiserec.errors import DenoiserecError
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML file with model/data/protocol/train")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set epochs=20 --set model.hidden_size=128")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from denoiserec.run import train
+
+    overrides = list(args.overrides)
+    for flag, key in ((args.model, "model.name"), (args.dataset, "data.dataset"),
+                      (args.protocol, "protocol.name")):
+        if flag is not None:
+            overrides.insert(0, f"{key}={flag}")
+    result = train(config=args.config, overrides=overrides, output=args.output)
+    print(f"protocol: {result.protocol}   best epoch: {result.best_epoch}   "
+          f"run: {result.run_dir}")
+    print(result.table())
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from denoiserec.report.tables import metrics_table
+    from denoiserec.run import evaluate_run
+
+    evaluations = evaluate_run(args.run_dir, protocol=args.protocol)
+    protocol = evaluations["test"].protocol
+    print(f"protocol: {protocol}   run: {args.run_dir}")
+    print(metrics_table({name: e.metrics for name, e in evaluations.items()}))
+    if args.json:
+        payload = {"protocol": protocol, **{n: e.metrics for n, e in evaluations.items()}}
+        print(json.dumps(payload, indent=1))
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    from denoiserec.data import KNOWN, data_dir, load_dataset
+    from denoiserec.report.tables import markdown_table
+
+    rows = []
+    for name, known in KNOWN.items():
+        path = data_dir() / known.relative_path
+        if path.is_file() and args.stats:
+            stats = load_dataset(name).statistics()
+            rows.append([name, str(path), stats["users"], stats["items"],
+                         stats["interactions"], known.description])
+        else:
+            rows.append([name, str(path) if path.is_file() else f"missing ({path})", "", "", "",
+                         known.description])
+    rows.append(["synthetic", "built in (seeded generator)", "", "", "",
+                 "Zipf popularity, latent interests, transitions"])
+    print(f"data directory: {data_dir()} (set DENOISEREC_DATA to change it)")
+    print(markdown_table(["name", "file", "users", "items", "interactions", "description"],
+                         rows))
+
+
+def cmd_models(_: argparse.Namespace) -> None:
+    from denoiserec.models import MODELS
+
+    for name, cls in sorted(MODELS.items()):
+        doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip()
+        print(f"{name:10s} {doc.splitlines()[0] if doc else ''}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from denoiserec.run import train
+
+    output = args.output or Path(tempfile.mkdtemp(prefix="denoiserec-demo-"))
+    print("denoiserec demo: SASRec on the built-in synthetic log (600 users, 400 items), "
+          "recbole protocol (leave-one-out, full ranking)")
+    result = train(model="sasrec", dataset="synthetic", protocol="recbole",
+                   overrides=["epochs=6", "train.patience=3", *args.overrides], output=output)
+    print(f"protocol: {result.protocol}   best epoch: {result.best_epoch}   "
+          f"run: {result.run_dir}")
+    print(result.table())
+    print(f"curve: {result.run_dir / 'curve.png'}   metrics: {result.run_dir / 'metrics.json'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="denoiserec", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model and evaluate it under a protocol")
+    train.add_argument("--model", help="registered model name (see `denoiserec models`)")
+    train.add_argument("--dataset", help="known dataset name or path to a log file")
+    train.add_argument("--protocol", choices=["recbole", "fmlp", "sampled"])
+    train.add_argument("--output", type=Path, help="run directory (resumed if interrupted)")
+    _add_run_arguments(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--protocol", choices=["recbole", "fmlp", "sampled"])
+    evaluate.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    datasets = sub.add_parser("datasets", help="known datasets, where they are found")
+    datasets.add_argument("--stats", action="store_true", help="read each file for statistics")
+    datasets.set_defaults(func=cmd_datasets)
+
+    models = sub.add_parser("models", help="registered models")
+    models.set_defaults(func=cmd_models)
+
+    demo = sub.add_parser("demo", help="train a small model on synthetic data (< 2 minutes)")
+    demo.add_argument("--output", type=Path)
+    demo.add_argument("--set", dest="overrides", action="append", default=[])
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except DenoiserecError as err:
+        print(f"denoiserec: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("denoiserec: interrupted (a run directory resumes from its last epoch)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

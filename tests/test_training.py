@@ -1,0 +1,124 @@
+"""The training loop: resume equals an uninterrupted run, bad states fail with one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from denoiserec.config import load_config
+from denoiserec.data.synthetic import SyntheticConfig, generate
+from denoiserec.errors import CheckpointError, ConfigError, TrainingError
+from denoiserec.run import evaluate_run, train_config
+from denoiserec.train import trainer as trainer_module
+from denoiserec.train.checkpoint import load_checkpoint
+
+TINY = ["model.hidden_size=16", "model.inner_size=32", "model.n_layers=1", "batch_size=64",
+        "train.progress=false", "max_len=10", "train.patience=100"]
+
+
+@pytest.fixture(scope="module")
+def tiny_log():
+    return generate(SyntheticConfig(n_users=60, n_items=50, mean_length=14, seed=1))
+
+
+def tiny_config(*extra: str, epochs: int = 4):
+    return load_config(overrides=[*TINY, f"epochs={epochs}", *extra])
+
+
+def test_resume_after_interruption_gives_identical_results(tiny_log, tmp_path, monkeypatch):
+    config = tiny_config()
+    straight = train_config(config, tmp_path / "straight", tiny_log)
+
+    original = trainer_module.Trainer.save_last
+
+    def save_then_crash(self):
+        original(self)
+        if self.state.epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module.Trainer, "save_last", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_config(config, tmp_path / "resumed", tiny_log)
+    partial = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert 1 <= len(partial["epochs"]) <= 2 and not partial["finished"]
+    monkeypatch.setattr(trainer_module.Trainer, "save_last", original)
+    resumed = train_config(config, tmp_path / "resumed", tiny_log)
+
+    assert resumed.test == straight.test
+    assert [e["valid"] for e in resumed.history] == [e["valid"] for e in straight.history]
+    assert [e["train_loss"] for e in resumed.history] == [e["train_loss"] for e in straight.history]
+
+
+def test_run_directory_contents_and_reevaluation(tiny_log, tmp_path):
+    result = train_config(tiny_config(epochs=2), tmp_path / "run", tiny_log)
+    for name in ("config.yaml", "metrics.json", "best.pt", "last.pt", "curve.png",
+                 "test_ranks.csv"):
+        assert (tmp_path / "run" / name).is_file(), name
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["protocol"] == "recbole" and metrics["finished"]
+    assert metrics["test"] == result.test
+    assert metrics["split_statistics"]["test_instances"] == tiny_log.n_users
+    again = evaluate_run(tmp_path / "run", log=tiny_log)
+    assert again["test"].metrics == pytest.approx(result.test)
+    fmlp = evaluate_run(tmp_path / "run", protocol="fmlp", log=tiny_log)
+    assert fmlp["test"].protocol == "fmlp"
+    assert fmlp["test"].metrics["hit@10"] >= result.test["hit@10"]  # masking only helps
+
+
+def test_same_seed_same_run_other_seed_other_run(tiny_log, tmp_path):
+    first = train_config(tiny_config(epochs=1), tmp_path / "a", tiny_log)
+    again = train_config(tiny_config(epochs=1), tmp_path / "b", tiny_log)
+    other = train_config(tiny_config("seed=5", epochs=1), tmp_path / "c", tiny_log)
+    assert first.test == again.test
+    assert first.history[0]["train_loss"] != other.history[0]["train_loss"]
+
+
+def test_run_dir_of_another_config_is_refused(tiny_log, tmp_path):
+    train_config(tiny_config(epochs=1), tmp_path / "run", tiny_log)
+    with pytest.raises(ConfigError, match="another configuration"):
+        train_config(tiny_config("lr=0.01", epochs=1), tmp_path / "run", tiny_log)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a denoiserec run directory"):
+        train_config(tiny_config(epochs=1), tmp_path / "other", tiny_log)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_checkpoint_of_another_model_is_refused(tiny_log, tmp_path):
+    train_config(tiny_config(epochs=1), tmp_path / "run", tiny_log)
+    with pytest.raises(CheckpointError, match="checkpoint model is 'sasrec', expected 'gru4rec'"):
+        load_checkpoint(tmp_path / "run" / "best.pt", expect={"model": "gru4rec"})
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable denoiserec checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_log, tmp_path, monkeypatch):
+    from denoiserec.models.sasrec import SASRec
+
+    monkeypatch.setattr(SASRec, "item_embeddings",
+                        lambda self: self.item_embedding.weight * torch.tensor(float("nan")))
+    with pytest.raises(TrainingError, match="loss became nan at epoch 0, batch 0"):
+        train_config(tiny_config(epochs=1), tmp_path / "run", tiny_log)
+
+
+@pytest.mark.parametrize("model", ["gru4rec", "bert4rec"])
+def test_other_models_train_and_improve_over_chance(tiny_log, tmp_path, model):
+    config = load_config(overrides=[f"model={model}", "model.hidden_size=16" if model ==
+                                    "bert4rec" else "model.embedding_size=16", "epochs=3",
+                                    "batch_size=64", "train.progress=false", "max_len=10"])
+    result = train_config(config, tmp_path / model, tiny_log)
+    assert result.test["hit@10"] > 10 / tiny_log.n_items  # better than random ranking
+
+
+def test_window_mode_and_bpr(tiny_log, tmp_path):
+    window = train_config(tiny_config("train.instances=window", epochs=2), tmp_path / "w",
+                          tiny_log)
+    bpr = train_config(tiny_config("train.loss=bpr", "train.n_negatives=2", epochs=2),
+                       tmp_path / "b", tiny_log)
+    assert window.history and bpr.history
+    with pytest.raises(ConfigError, match="needs a causal model"):
+        train_config(load_config(overrides=["model=bert4rec", "train.instances=window",
+                                            "epochs=1"]), tmp_path / "x", tiny_log)
