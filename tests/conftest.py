@@ -46,3 +46,14 @@ def random_log() -> Interactions:
     rng = np.random.default_rng(7)
     sequences = [list(rng.integers(1, 31, size=int(rng.integers(1, 12)))) for _ in range(25)]
     return make_log(sequences, n_items=30)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny tensors run faster on one thread (and the suite shares the machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -121,6 +121,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    noise: Any = None
+    """Optional :class:`~denoiserec.noise.NoiseConfig`: noise injected into training data."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -240,6 +242,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def resolve(raw: dict[str, Any]) -> RunConfig:
     """Turn a nested mapping (from YAML, overrides, or a saved run) into a :class:`RunConfig`."""
     from denoiserec.models import model_config_class  # the registry knows each model's config
+    from denoiserec.noise.inject import NoiseConfig
 
     raw = dict(raw)
     model_raw = raw.pop("model", None) or {}
@@ -252,11 +255,13 @@ def resolve(raw: dict[str, Any]) -> RunConfig:
     sections = {"data": DataConfig, "protocol": ProtocolConfig, "train": TrainConfig}
     kwargs: dict[str, Any] = {"model": model}
     for key, value in raw.items():
-        if key in sections:
+        if key == "noise":
+            kwargs[key] = None if value is None else build_dataclass(NoiseConfig, value, key)
+        elif key in sections:
             kwargs[key] = build_dataclass(sections[key], value, key)
         else:
             raise ConfigError(
-                f"unknown config section '{key}'" + _nearest(key, [*sections, "model"])
+                f"unknown config section '{key}'" + _nearest(key, [*sections, "model", "noise"])
             )
     return RunConfig(**kwargs)
 

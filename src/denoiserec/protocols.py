@@ -58,7 +58,9 @@ class Split:
     """A log split by a protocol.
 
     Attributes:
-        log: the interactions (noise-injected logs included).
+        log: the interactions training instances come from (a noise-injected log included).
+        eval_log: the log valid/test instances come from: ``log`` itself, or the clean log
+            when ``log`` had noise injected into its training part.
         protocol: the protocol's config (its ``name`` is printed with every number).
         train_users: (m,) user of each training target.
         train_targets: (m,) global rows that are training targets (prefix instances).
@@ -73,6 +75,11 @@ class Split:
     train_end: np.ndarray
     valid: EvalSet
     test: EvalSet
+    eval_log: Interactions | None = None
+
+    @property
+    def evaluation_log(self) -> Interactions:
+        return self.log if self.eval_log is None else self.eval_log
 
     @property
     def train_starts(self) -> np.ndarray:
@@ -141,25 +148,35 @@ def sample_negatives(log: Interactions, users: np.ndarray, n: int, kind: str,
         negatives[bad] = np.searchsorted(cumulative, rng.random(int(bad.sum())), side="right")
 
 
-def split(log: Interactions, protocol: ProtocolConfig) -> Split:
-    """Split ``log`` with ``protocol`` (see the module docstring)."""
+def split(log: Interactions, protocol: ProtocolConfig,
+          eval_log: Interactions | None = None) -> Split:
+    """Split ``log`` with ``protocol`` (see the module docstring).
+
+    With ``eval_log`` (the clean log of which ``log`` is a noise-injected copy, same users in the
+    same order), training instances come from ``log`` and valid/test instances from
+    ``eval_log``.
+    """
     if protocol.name not in PROTOCOLS:
         raise ProtocolError(f"unknown protocol '{protocol.name}'; choose one of {PROTOCOLS}")
-    train_rows, train_end, valid, test = leave_one_out(log)
+    train_rows, train_end, _, _ = leave_one_out(log)
+    clean = log if eval_log is None else eval_log
+    if clean.n_users != log.n_users:
+        raise ProtocolError("the evaluation log must have the same users as the training log")
+    _, _, valid, test = leave_one_out(clean)
     if len(test) == 0:
         raise ProtocolError(f"{log.name}: no user has enough interactions to evaluate (>= 3)")
-    row_users = log.row_users
+    row_users = clean.row_users
     eval_sets = []
     for offset, targets in enumerate((valid, test)):
         users = row_users[targets]
         negatives = None
         if protocol.name == "sampled":
-            negatives = sample_negatives(log, users, protocol.n_negatives, protocol.negatives,
-                                         protocol.seed + offset)
+            negatives = sample_negatives(clean, users, protocol.n_negatives,
+                                         protocol.negatives, protocol.seed + offset)
         eval_sets.append(EvalSet(users=users, targets=targets, negatives=negatives))
-    return Split(log=log, protocol=protocol, train_users=row_users[train_rows],
+    return Split(log=log, protocol=protocol, train_users=log.row_users[train_rows],
                  train_targets=train_rows, train_end=train_end, valid=eval_sets[0],
-                 test=eval_sets[1])
+                 test=eval_sets[1], eval_log=eval_log)
 
 
 def exclude_unrankable(scores: torch.Tensor, log_items: torch.Tensor, starts: torch.Tensor,

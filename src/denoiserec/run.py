@@ -25,6 +25,7 @@ import yaml
 from denoiserec.config import ProtocolConfig, RunConfig, config_to_yaml, load_config, resolve
 from denoiserec.data import Interactions, load_dataset
 from denoiserec.errors import ConfigError
+from denoiserec.noise.inject import inject
 from denoiserec.protocols import Split, split
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
@@ -53,8 +54,10 @@ class RunResult:
 
 
 def prepare(config: RunConfig, log: Interactions | None = None) -> Split:
-    """Load (or take) the log and split it with the configured protocol."""
+    """Load (or take) the log, inject the configured noise, split it with the protocol."""
     log = load_dataset(config.data) if log is None else log
+    if config.noise is not None and config.noise.ratio > 0:
+        return split(inject(log, config.noise), config.protocol, eval_log=log)
     return split(log, config.protocol)
 
 
@@ -89,10 +92,10 @@ def _claim_run_dir(run_dir: Path, config: RunConfig) -> None:
 
 
 def _write_ranks(path: Path, split_: Split, evaluation: Evaluation) -> None:
-    log = split_.log
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["user", "item", "rank"])
+    log = split_.evaluation_log
     items = log.items[split_.test.targets]
     for user, item, rank in zip(evaluation.users, items, evaluation.ranks, strict=True):
         writer.writerow([log.user_tokens[user], log.item_tokens[item], int(rank)])

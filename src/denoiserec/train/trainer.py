@@ -103,6 +103,8 @@ class Trainer:
         check_config(config, self.model)
         self.objective = Objective(train.loss, train.n_negatives)
         self.batcher = Batcher(split.log, config.data.max_len, self.device)
+        self.eval_batcher = (self.batcher if split.eval_log is None
+                             else Batcher(split.eval_log, config.data.max_len, self.device))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr,
                                           weight_decay=train.weight_decay)
         warmup = max(train.warmup_steps, 0)
@@ -149,9 +151,10 @@ class Trainer:
         for step, start in enumerate(bar):
             batch = self._batch(order[start:start + size])
             output = self.model.loss(batch, self.objective)
-            if not torch.isfinite(output.loss):
-                raise TrainingError(f"loss became {float(output.loss.detach())} at epoch {epoch}, batch "
-                                    f"{step}; lower train.lr or set train.clip_grad_norm")
+            loss_value = float(output.loss.detach())
+            if not math.isfinite(loss_value):
+                raise TrainingError(f"loss became {loss_value} at epoch {epoch}, batch {step}; "
+                                    "lower train.lr or set train.clip_grad_norm")
             self.optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
             if self.config.train.clip_grad_norm > 0:
@@ -159,7 +162,7 @@ class Trainer:
                                                self.config.train.clip_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
-            total += float(output.loss.detach())
+            total += loss_value
             for name, value in output.parts.items():
                 parts_total[name] = parts_total.get(name, 0.0) + value
             count += 1
@@ -169,7 +172,7 @@ class Trainer:
 
     def evaluate(self, which: str, ties: str = "id") -> Evaluation:
         eval_set = self.split.valid if which == "valid" else self.split.test
-        return evaluate(self.model, self.batcher, eval_set, self.split.protocol,
+        return evaluate(self.model, self.eval_batcher, eval_set, self.split.protocol,
                         self.config.train.eval_batch_size, ties=ties)
 
     # -- checkpoints -------------------------------------------------------------------------
