@@ -89,6 +89,35 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"curve: {result.run_dir / 'curve.png'}   metrics: {result.run_dir / 'metrics.json'}")
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0,0.1,0.2, got '{text}'") from None
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from denoiserec.compare import compare
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    output = args.output or Path("runs") / f"compare-{Path(args.dataset).stem}-{args.protocol}"
+    compare(models, args.dataset, args.protocol, args.noise, args.noise_kind, args.seeds,
+            args.overrides, output)
+    print(f"results: {output}/summary.md, results.csv, summary.json, robustness.png")
+
+
+def cmd_clean(args: argparse.Namespace) -> None:
+    from denoiserec.clean import clean
+
+    report = clean(args.run, args.input, args.output, threshold=args.threshold,
+                   drop_ratio=args.drop_ratio, unknown=args.unknown, force=args.force)
+    print(f"scored {report.interactions} interactions of {report.users} users with "
+          f"{report.scorer} noise scores; flagged {report.flagged}"
+          f"{f', {report.unknown} with unknown items' if report.unknown else ''}; "
+          f"{report.users_affected} users affected")
+    print(f"scored log: {report.scored_path}\ncleaned log: {report.cleaned_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="denoiserec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +142,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="registered models")
     models.set_defaults(func=cmd_models)
+
+    compare = sub.add_parser("compare", help="models x noise ratios x seeds, with significance")
+    compare.add_argument("--models", required=True, help="comma-separated, first = reference")
+    compare.add_argument("--dataset", required=True)
+    compare.add_argument("--protocol", default="recbole", choices=["recbole", "fmlp", "sampled"])
+    compare.add_argument("--noise", type=_floats, default=[0.0], help="ratios, e.g. 0,0.1,0.2")
+    compare.add_argument("--noise-kind", default="insert",
+                         choices=["replace", "insert", "popular", "off-interest"])
+    compare.add_argument("--seeds", type=int, default=3)
+    compare.add_argument("--output", type=Path)
+    compare.add_argument("--set", dest="overrides", action="append", default=[])
+    compare.set_defaults(func=cmd_compare)
+
+    clean = sub.add_parser("clean", help="score a log's interactions and drop the noisy ones")
+    clean.add_argument("--run", type=Path, required=True, help="trained run directory")
+    clean.add_argument("--input", type=Path, required=True, help="CSV/TSV/Parquet log")
+    clean.add_argument("--output", type=Path, required=True, help="cleaned log (same format)")
+    flag = clean.add_mutually_exclusive_group(required=True)
+    flag.add_argument("--threshold", type=float, help="drop interactions scoring >= this")
+    flag.add_argument("--drop-ratio", type=float, help="drop this fraction of top scores")
+    clean.add_argument("--unknown", default="refuse", choices=["refuse", "keep", "drop"],
+                       help="rows whose item the model does not know")
+    clean.add_argument("--force", action="store_true", help="replace existing outputs")
+    clean.set_defaults(func=cmd_clean)
 
     demo = sub.add_parser("demo", help="train a small model on synthetic data (< 2 minutes)")
     demo.add_argument("--output", type=Path)

@@ -176,15 +176,22 @@ def load_run_config(run_dir: Path | str) -> RunConfig:
     return resolve(yaml.safe_load(path.read_text()))
 
 
+def restore(run_dir: Path | str, config: RunConfig | None = None,
+            log: Interactions | None = None) -> Trainer:
+    """A Trainer holding the best checkpoint of ``run_dir`` (its data prepared again)."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir) if config is None else config
+    config = replace(config, train=replace(config.train, progress=False))
+    trainer = Trainer(config, prepare(config, log), run_dir)
+    trainer.load_best()
+    return trainer
+
+
 def evaluate_run(run_dir: Path | str, protocol: str | None = None,
                  log: Interactions | None = None) -> dict[str, Evaluation]:
     """Re-evaluate a run's best checkpoint on valid and test, optionally under another protocol."""
-    run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     if protocol is not None:
         config = replace(config, protocol=ProtocolConfig(name=protocol))
-    split_ = prepare(config, log)
-    trainer = Trainer(replace(config, train=replace(config.train, progress=False)), split_,
-                      run_dir)
-    trainer.load_best()
+    trainer = restore(run_dir, config, log)
     return {"valid": trainer.evaluate("valid"), "test": trainer.evaluate("test")}

@@ -86,7 +86,8 @@ def _item_embedding(log: Interactions, dim: int, seed: int) -> np.ndarray:
     rows = torch.as_tensor(log.row_users.copy())
     cols = torch.as_tensor(log.items.copy())
     matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(len(rows)),
-                                     (log.n_users, log.n_items + 1)).coalesce()
+                                     (log.n_users, log.n_items + 1),
+                                     check_invariants=True).coalesce()
     generator = torch.Generator().manual_seed(seed)
     sketch = torch.randn(log.n_users, dim + 8, generator=generator)
     basis, _ = torch.linalg.qr(torch.sparse.mm(matrix.t(), sketch))  # (items, dim + 8)

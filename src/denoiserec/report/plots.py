@@ -25,3 +25,22 @@ def training_curve(path: Path, epochs: list[dict], metric: str, title: str) -> N
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+
+
+def robustness_plot(path: Path, summary: list[dict], models: list[str], metric: str,
+                    title: str) -> None:
+    """``metric`` (mean ± std over seeds) against the noise ratio, one line per model."""
+    fig, axis = plt.subplots(figsize=(5.5, 3.8))
+    for model in models:
+        points = sorted((s["noise"], s[metric], s[f"{metric}_std"]) for s in summary
+                        if s["model"] == model)
+        x, y, err = zip(*points, strict=True)
+        axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=model)
+    axis.set(xlabel="noise ratio", ylabel=f"test {metric}", title=title)
+    axis.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

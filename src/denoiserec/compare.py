@@ -1,0 +1,171 @@
+"""``denoiserec compare``: models x noise ratios x seeds, resumable, with significance tests.
+
+Every cell (model, noise ratio, seed) is an ordinary run directory under ``OUTPUT/cells``; a
+finished cell is never re-run, an interrupted one resumes. For each cell the test ranks give
+per-user metrics, and the trained model's noise scores (its own, or the surprise baseline)
+are checked against the injected labels of the training interactions.
+
+Outputs in ``OUTPUT``: ``results.csv`` (one row per cell), ``summary.json`` and ``summary.md``
+(mean ± std over seeds, paired permutation test of per-user NDCG@10 against the first model,
+detection quality) and ``robustness.png`` (metric vs noise ratio, one line per model).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from denoiserec.config import RunConfig, load_config
+from denoiserec.data import Interactions, load_dataset
+from denoiserec.noise.detection import detection_report
+from denoiserec.noise.inject import NoiseConfig
+from denoiserec.noise.scores import has_native_scores, score_log
+from denoiserec.noise.significance import paired_permutation_test, per_user_metric
+from denoiserec.protocols import leave_one_out
+from denoiserec.report.plots import robustness_plot
+from denoiserec.report.tables import markdown_table
+from denoiserec.run import restore, train_config
+from denoiserec.train.checkpoint import atomic_write_text
+
+REPORTED = ("ndcg@10", "hit@10", "mrr@10")
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    ratio: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-noise{self.ratio:g}-seed{self.seed}"
+
+
+def cell_config(base: list[str], cell: Cell, kind: str) -> RunConfig:
+    config = load_config(overrides=[*base, f"model={cell.model}", f"seed={cell.seed}"])
+    noise = NoiseConfig(kind=kind, ratio=cell.ratio, seed=cell.seed) if cell.ratio > 0 else None
+    return replace(config, noise=noise)
+
+
+def detection_of(run_dir: Path, config: RunConfig, clean: Interactions) -> dict[str, Any]:
+    """Noise scores of the cell's best model on its noisy training interactions vs labels."""
+    path = run_dir / "detection.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    if config.noise is None:
+        return {}
+    trainer = restore(run_dir, config, clean)
+    noisy = trainer.split.log
+    _, train_end, _, _ = leave_one_out(noisy)
+    in_train = np.arange(noisy.n_interactions) < train_end[noisy.row_users]
+    native = has_native_scores(trainer.model)
+    report: dict[str, Any] = {"scorer": "native" if native else "surprise"}
+    scores = score_log(trainer.model, noisy, config.data.max_len, trainer.device)
+    report.update(detection_report(scores[in_train], noisy.is_noise[in_train]))
+    if native:
+        baseline = score_log(trainer.model, noisy, config.data.max_len, trainer.device,
+                             source="surprise")
+        report["surprise_roc_auc"] = detection_report(baseline[in_train],
+                                                      noisy.is_noise[in_train])["roc_auc"]
+    atomic_write_text(path, json.dumps(report, indent=1))
+    return report
+
+
+def _per_user_ndcg(run_dir: Path) -> dict[str, float]:
+    with open(run_dir / "test_ranks.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    values = per_user_metric(np.array([int(r["rank"]) for r in rows]), k=10, metric="ndcg")
+    return {r["user"]: float(v) for r, v in zip(rows, values, strict=True)}
+
+
+def _mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {std:.4f}"
+
+
+def compare(models: list[str], dataset: str, protocol: str, ratios: list[float], kind: str,
+            seeds: int, overrides: list[str], output: Path) -> list[dict[str, Any]]:
+    """Train every cell (skipping finished ones) and write the comparison (module docstring)."""
+    base = [f"dataset={dataset}", f"protocol={protocol}", *overrides]
+    first_seed = load_config(overrides=base).train.seed
+    clean = load_dataset(load_config(overrides=base).data)
+    rows: list[dict[str, Any]] = []
+    for cell in (Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)):
+        config = cell_config(base, cell, kind)
+        run_dir = output / "cells" / cell.name
+        metrics_path = run_dir / "metrics.json"
+        finished = metrics_path.is_file() and json.loads(metrics_path.read_text())["finished"]
+        if not finished:
+            print(f"[compare] training {cell.name}")
+            train_config(config, run_dir, clean)
+        metrics = json.loads(metrics_path.read_text())
+        detection = detection_of(run_dir, config, clean)
+        rows.append({"model": cell.model, "noise": cell.ratio, "seed": cell.seed,
+                     "best_epoch": metrics["best_epoch"], **metrics["test"],
+                     **{f"detect_{k}": v for k, v in detection.items()},
+                     "run_dir": str(run_dir)})
+    write_outputs(rows, models, ratios, kind, protocol, output)
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]], models: list[str], ratios: list[float]) -> list[dict]:
+    summary = []
+    for ratio in ratios:
+        reference = None
+        for model in models:
+            cells = [r for r in rows if r["model"] == model and r["noise"] == ratio]
+            users = [_per_user_ndcg(Path(c["run_dir"])) for c in cells]
+            per_user = {u: float(np.mean([d[u] for d in users])) for u in users[0]}
+            entry: dict[str, Any] = {"model": model, "noise": ratio, "seeds": len(cells)}
+            for metric in REPORTED:
+                values = [c[metric] for c in cells]
+                entry[metric] = statistics.mean(values)
+                entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            if "detect_roc_auc" in cells[0]:
+                entry["detect_roc_auc"] = statistics.mean(c["detect_roc_auc"] for c in cells)
+                entry["detect_scorer"] = cells[0]["detect_scorer"]
+            if reference is None:
+                reference = per_user
+            else:
+                common = sorted(set(reference) & set(per_user))
+                test = paired_permutation_test(np.array([per_user[u] for u in common]),
+                                               np.array([reference[u] for u in common]))
+                entry["p_vs_first"] = test.p_value
+                entry["diff_vs_first"] = test.mean_difference
+            summary.append(entry)
+    return summary
+
+
+def write_outputs(rows: list[dict[str, Any]], models: list[str], ratios: list[float],
+                  kind: str, protocol: str, output: Path) -> str:
+    buffer = io.StringIO()
+    fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "model", k != "noise", k))
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(output / "results.csv", buffer.getvalue())
+    summary = summarize(rows, models, ratios)
+    atomic_write_text(output / "summary.json", json.dumps(
+        {"protocol": protocol, "noise_kind": kind, "summary": summary}, indent=1))
+    table = markdown_table(
+        ["model", "noise", "seeds", *(m.upper() for m in REPORTED), "p vs " + models[0],
+         "detection ROC-AUC"],
+        [[s["model"], f"{s['noise']:g}", s["seeds"],
+          *(f"{s[m]:.4f} ± {s[f'{m}_std']:.4f}" for m in REPORTED),
+          f"{s['p_vs_first']:.3g} ({s['diff_vs_first']:+.4f})" if "p_vs_first" in s else "-",
+          f"{s['detect_roc_auc']:.3f} ({s['detect_scorer']})" if "detect_roc_auc" in s else "-"]
+         for s in summary])
+    text = (f"protocol: {protocol}   noise: {kind} (training data only)   "
+            f"p: paired permutation test of per-user NDCG@10 (mean over seeds)\n\n{table}\n")
+    atomic_write_text(output / "summary.md", text)
+    robustness_plot(output / "robustness.png", summary, models, "ndcg@10",
+                    f"{protocol} protocol, {kind} noise")
+    print(text)
+    return text

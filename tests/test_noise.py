@@ -1,0 +1,188 @@
+"""Noise lab: injection exactness, surprise scores, compare and clean end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from denoiserec.cli import main
+from denoiserec.config import ProtocolConfig, load_config
+from denoiserec.data.synthetic import SyntheticConfig, generate
+from denoiserec.errors import ConfigError, DataError
+from denoiserec.noise import NoiseConfig, inject
+from denoiserec.noise.detection import roc_auc
+from denoiserec.noise.scores import surprise_scores
+from denoiserec.protocols import leave_one_out, split
+from denoiserec.run import restore, train_config
+
+STRATEGIES = ["replace", "insert", "popular", "off-interest"]
+
+
+@pytest.fixture(scope="module")
+def log():
+    return generate(SyntheticConfig(n_users=40, n_items=60, mean_length=15, seed=2))
+
+
+@pytest.mark.parametrize("kind", STRATEGIES)
+def test_injection_counts_positions_labels_and_untouched_evaluation(log, kind):
+    config = NoiseConfig(kind=kind, ratio=0.3, seed=1)
+    noisy = inject(log, config)
+    _, train_end, valid, test = leave_one_out(log)
+    n_train = train_end - log.offsets[:-1]
+    expected = np.rint(0.3 * n_train).astype(int)
+    for user in range(log.n_users):
+        clean_seq = log.sequence(user)
+        seq = noisy.sequence(user)
+        labels = noisy.is_noise[noisy.offsets[user]:noisy.offsets[user + 1]]
+        assert labels.sum() == expected[user]
+        assert np.array_equal(seq[-2:], clean_seq[-2:])  # valid and test targets untouched
+        assert not labels[-2:].any()
+        if kind == "replace":
+            assert len(seq) == len(clean_seq)
+            assert np.array_equal(seq[~labels], clean_seq[~labels])
+            assert (seq[labels] != clean_seq[labels]).all()
+        else:
+            assert len(seq) == len(clean_seq) + expected[user]
+            assert np.array_equal(seq[~labels], clean_seq)  # originals keep their order
+    # the split trains on the noisy log and evaluates on the clean one
+    parts = split(noisy, ProtocolConfig(), eval_log=log)
+    assert np.array_equal(parts.test.targets, test)
+    assert np.array_equal(parts.valid.targets, valid)
+    assert log.is_noise is None  # the input log is not modified
+
+
+@pytest.mark.parametrize("kind", STRATEGIES)
+def test_same_seed_same_noise(log, kind):
+    first = inject(log, NoiseConfig(kind=kind, ratio=0.2, seed=4))
+    again = inject(log, NoiseConfig(kind=kind, ratio=0.2, seed=4))
+    other = inject(log, NoiseConfig(kind=kind, ratio=0.2, seed=5))
+    assert np.array_equal(first.items, again.items)
+    assert np.array_equal(first.is_noise, again.is_noise)
+    assert not np.array_equal(first.is_noise, other.is_noise) or not np.array_equal(
+        first.items, other.items)
+
+
+def test_global_ratio_and_timestamps(log):
+    noisy = inject(log, NoiseConfig(kind="insert", ratio=0.25, per="global", seed=0))
+    _, train_end, _, _ = leave_one_out(log)
+    total = (train_end - log.offsets[:-1]).sum()
+    assert noisy.is_noise.sum() == round(0.25 * total)
+    same_user = np.diff(noisy.row_users) == 0
+    assert (np.diff(noisy.timestamps)[same_user] >= 0).all()  # still time-ordered
+
+
+def test_off_interest_items_are_less_typical_than_uniform(log):
+    far = inject(log, NoiseConfig(kind="off-interest", ratio=0.3, seed=0))
+    uniform = inject(log, NoiseConfig(kind="insert", ratio=0.3, seed=0))
+
+    def overlap(noisy):  # share of noise items that the user also has as a real item
+        hits = [noisy.items[r] in set(log.sequence(noisy.row_users[r]).tolist())
+                for r in np.flatnonzero(noisy.is_noise)]
+        return np.mean(hits)
+
+    assert overlap(far) <= overlap(uniform)
+
+
+def test_bad_noise_settings_are_errors(log):
+    with pytest.raises(ConfigError, match="noise.kind must be one of"):
+        inject(log, NoiseConfig(kind="shuffle", ratio=0.1))
+    with pytest.raises(ConfigError, match="did you mean 'ratio'"):
+        load_config(overrides=["noise.ration=0.1"])
+
+
+TINY = ["model.hidden_size=16", "model.inner_size=32", "model.n_layers=1", "batch_size=64",
+        "train.progress=false", "max_len=10", "epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def trained(log, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    train_config(load_config(overrides=TINY), run_dir, log)
+    return run_dir
+
+
+def test_surprise_scores_are_rank_percentiles(log, trained):
+    trainer = restore(trained, log=log)
+    scores = surprise_scores(trainer.model, log, 10)
+    assert scores.shape == (log.n_interactions,)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert np.all(scores[log.offsets[:-1]] == 0.5)  # no prefix
+    row = int(log.offsets[1] - 1)  # last item of user 0, scored from its prefix by hand
+    batch = trainer.batcher.prefix(*map(lambda a: __import__("torch").tensor([a]), (0, row)))
+    logits = trainer.model.score_all(batch)[0].detach()
+    logits[0] = -float("inf")
+    target = int(log.items[row])
+    rank = 1 + int((logits > logits[target]).sum())
+    assert scores[row] == pytest.approx((rank - 1) / (log.n_items - 1))
+
+
+def test_surprise_finds_injected_noise_better_than_chance(log, trained):
+    noisy = inject(log, NoiseConfig(kind="insert", ratio=0.3, seed=0))
+    trainer = restore(trained, log=log)
+    scores = surprise_scores(trainer.model, noisy, 10)
+    assert roc_auc(scores, noisy.is_noise) > 0.6
+
+
+def test_compare_is_resumable_and_writes_its_outputs(log, tmp_path, monkeypatch):
+    from denoiserec import compare as compare_module
+
+    monkeypatch.setattr(compare_module, "load_dataset", lambda _: log)
+    args = ["compare", "--models", "sasrec,gru4rec", "--dataset", "synthetic", "--noise",
+            "0,0.2", "--seeds", "2", "--output", str(tmp_path / "cmp"),
+            "--set", "epochs=1", "--set", "train.progress=false", "--set", "max_len=10",
+            "--set", "batch_size=128"]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())["summary"]
+    assert len(summary) == 4 and all(s["seeds"] == 2 for s in summary)
+    assert "p_vs_first" in [s for s in summary if s["model"] == "gru4rec"][0]
+    assert "detect_roc_auc" in [s for s in summary if s["noise"] == 0.2][0]
+    assert (tmp_path / "cmp" / "robustness.png").stat().st_size > 0
+    stamps = {p: p.stat().st_mtime for p in (tmp_path / "cmp" / "cells").glob("*/best.pt")}
+    assert len(stamps) == 8
+    assert main(args) == 0  # second run: nothing retrained
+    assert {p: p.stat().st_mtime for p in stamps} == stamps
+
+
+def test_clean_round_trips_a_log(log, trained, tmp_path, monkeypatch):
+    from denoiserec import clean as clean_module
+
+    monkeypatch.setattr(clean_module, "load_dataset", lambda _: log)
+    users = log.user_tokens[log.row_users]
+    frame = pd.DataFrame({"user_id": users, "item_id": log.item_tokens[log.items],
+                          "timestamp": log.timestamps, "extra": np.arange(log.n_interactions)})
+    source = tmp_path / "log.csv"
+    frame.to_csv(source, index=False)
+    before = source.read_bytes()
+    out = tmp_path / "clean.csv"
+    assert main(["clean", "--run", str(trained), "--input", str(source), "--output", str(out),
+                 "--drop-ratio", "0.1"]) == 0
+    scored = pd.read_csv(tmp_path / "clean.scored.csv")
+    cleaned = pd.read_csv(out)
+    assert source.read_bytes() == before
+    assert list(scored.columns) == [*frame.columns, "noise_score"]
+    assert list(cleaned.columns) == list(frame.columns)
+    dropped = set(frame["extra"]) - set(cleaned["extra"])
+    assert len(dropped) == round(0.1 * len(frame))
+    top = scored.sort_values("noise_score", ascending=False, kind="stable")["extra"]
+    assert dropped == set(top.iloc[: len(dropped)])
+    assert cleaned["extra"].is_monotonic_increasing  # input order kept
+
+
+def test_clean_refuses_unknown_items_and_overwriting(log, trained, tmp_path, monkeypatch):
+    from denoiserec import clean as clean_module
+
+    monkeypatch.setattr(clean_module, "load_dataset", lambda _: log)
+    source = tmp_path / "log.csv"
+    pd.DataFrame({"user_id": ["a", "a", "a"], "item_id": ["i1", "zzz", "i2"],
+                  "timestamp": [1, 2, 3]}).to_csv(source, index=False)
+    with pytest.raises(DataError, match="1 rows have items the model does not know"):
+        clean_module.clean(trained, source, tmp_path / "o.csv", threshold=0.5)
+    with pytest.raises(DataError, match="would overwrite the input"):
+        clean_module.clean(trained, source, source, threshold=0.5, unknown="keep")
+    report = clean_module.clean(trained, source, tmp_path / "o.csv", threshold=2.0,
+                                unknown="keep")
+    assert report.unknown == 1 and report.flagged == 0
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 3
