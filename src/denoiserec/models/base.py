@@ -61,6 +61,11 @@ class SequentialRecommender(nn.Module, ABC):
     def item_embeddings(self) -> torch.Tensor:
         """(n_items + 1, D) output embeddings of all items, padding included."""
 
+    def on_batch_start(self, epoch: int, step: int) -> None:
+        """Called by the trainer before every training batch: ``epoch`` counts from 0 and
+        ``step`` is the global batch index from 0. Schedules (curricula, temperatures) that
+        depend on training progress read it here; the default does nothing."""
+
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
         """(B, D) representation that scores the next item."""
         return gather_last(self.encode(batch), batch.lengths)

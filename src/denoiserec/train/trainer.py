@@ -149,6 +149,7 @@ class Trainer:
         bar = tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", mininterval=1.0,
                    disable=None if self.config.train.progress else True)  # None: tty only
         for step, start in enumerate(bar):
+            self.model.on_batch_start(epoch, epoch * len(starts) + step)
             batch = self._batch(order[start:start + size])
             output = self.model.loss(batch, self.objective)
             loss_value = float(output.loss.detach())
