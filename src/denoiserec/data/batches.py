@@ -3,6 +3,10 @@
 An instance is ``(user, end)``: its input is the at most ``max_len`` rows before ``end`` of the
 user's sequence, stored **right-padded** as in RecBole (oldest item at position 0, zeros after
 ``length``), so that learned position embeddings count from the oldest item of the window.
+
+A batch is only as wide as its longest row: with right padding the columns cut off are padding
+in every row, which attention masks and gathers ignore, so the numbers are the same (up to
+float summation order) and short-sequence data (Amazon: median length 6) trains much faster.
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ class Batcher:
     def _inputs(self, users: torch.Tensor, ends: torch.Tensor) -> tuple[torch.Tensor, ...]:
         starts = self.starts[users]
         lengths = torch.clamp(ends - starts, max=self.max_len)
-        positions = torch.arange(self.max_len, device=self.device)
+        width = max(int(lengths.max()), 1) if len(lengths) else 1
+        positions = torch.arange(width, device=self.device)
         real = positions[None, :] < lengths[:, None]
         rows = torch.where(real, (ends - lengths)[:, None] + positions[None, :], -1)
         items = torch.where(real, self.items[rows.clamp(min=0)], 0)

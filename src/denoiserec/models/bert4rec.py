@@ -127,7 +127,9 @@ class BERT4Rec(SequentialRecommender):
 
     def _with_mask_appended(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         items, lengths = batch.items, batch.lengths
-        full = lengths >= items.shape[1]
+        if items.shape[1] < self.max_len:  # room for the mask token after the longest row
+            items = torch.nn.functional.pad(items, (0, 1))
+        full = lengths >= self.max_len
         shifted = torch.where(full[:, None], items.roll(-1, dims=1), items)
         position = torch.where(full, lengths - 1, lengths)
         shifted = shifted.scatter(1, position[:, None], self.mask_token)
