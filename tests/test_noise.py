@@ -186,3 +186,15 @@ def test_clean_refuses_unknown_items_and_overwriting(log, trained, tmp_path, mon
                                 unknown="keep")
     assert report.unknown == 1 and report.flagged == 0
     assert len(pd.read_csv(tmp_path / "o.csv")) == 3
+
+
+def test_native_scores_cover_every_interaction(log):
+    from denoiserec.models import build_model
+    from denoiserec.models.msdccl import MSDCCLConfig
+    from denoiserec.noise.scores import native_scores
+
+    model = build_model(MSDCCLConfig(hidden_size=16, inner_size=32),
+                        log.n_items, 10)
+    scores = native_scores(model, log, 10)
+    assert scores.shape == (log.n_interactions,)
+    assert not np.isnan(scores).any() and ((scores >= 0) & (scores <= 1)).all()

@@ -90,6 +90,13 @@ class Batcher:
                      rows=rows, behaviours=self._behaviours_at(rows),
                      target_behaviours=self._behaviours_at(targets))
 
+    def history(self, users: torch.Tensor, ends: torch.Tensor) -> Batch:
+        """The rows before ``ends`` as inputs, without a target (``ends`` may be a user's end;
+        ``targets`` are 0)."""
+        items, lengths, rows, _ = self._inputs(users, ends)
+        return Batch(items=items, lengths=lengths, targets=torch.zeros_like(lengths),
+                     users=users, rows=rows, behaviours=self._behaviours_at(rows))
+
     def window(self, users: torch.Tensor, ends: torch.Tensor) -> Batch:
         """Windows whose targets are rows ``[start + 1, end)`` within the last ``max_len + 1``."""
         items, lengths, rows, real = self._inputs(users, ends - 1)

@@ -65,8 +65,8 @@ def native_scores(model: SequentialRecommender, log: Interactions, max_len: int,
     ends = log.offsets[1:][users] - within * max_len
     scores = np.full(log.n_interactions, np.nan)
     for start in range(0, len(users), batch_size):
-        batch = batcher.prefix(torch.as_tensor(users[start:start + batch_size]),
-                               torch.as_tensor(ends[start:start + batch_size]))
+        batch = batcher.history(torch.as_tensor(users[start:start + batch_size]),
+                                torch.as_tensor(ends[start:start + batch_size]))
         values = model.noise_scores(batch)  # (B, L)
         real = batch.rows >= 0
         scores[batch.rows[real].cpu().numpy()] = values[real].double().cpu().numpy()

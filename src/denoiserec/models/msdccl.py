@@ -1,0 +1,436 @@
+"""MSDCCL: Multi-level Sequence Denoising with Cross-signal Contrastive Learning.
+
+Zhu, Li, Liu, Luo, WSDM 2024 (arXiv:2404.13878); reference code GitHub ``lalunex/MSDCCL``
+(RecBole 1.0.1), specified in ``docs/specs/msdccl.md`` ("spec"). Our paper summary has no
+equation numbers, so comments cite the paper's sections and the spec's.
+
+Paper order: a user-interest extractor (§4.2: Caser-style short-term convolution + causal
+Transformer long-term encoder, fused) scores every item clean/noise (AttnReadout, §4.3);
+**soft** denoising re-weights the item embeddings by the clean probability and feeds a backbone
+(BERT4Rec by default) whose representation alone predicts, trained with CE; **hard** denoising
+samples keep/drop with a Gumbel-softmax gate and trains a second causal Transformer on the kept
+items with BPR; a cross-signal contrastive loss (§4.3.3) pulls the soft representation towards
+kept items and away from dropped ones; an S-shaped curriculum (§4.5) leaves each batch's
+hardest samples out of the CE early on. ``L = L_rec(curriculum) + lambda * (L_bpr + L_cl)``.
+
+Deviations: reference does X (spec §N) -> we do Y, because Z.
+
+* Gate: Gumbel noise on *probabilities*, a near coin flip (§2.5, §7.3) -> on log-probabilities,
+  so the gate follows the scorer. Straight-through, forward exactly 0/1
+  (``hard + (soft - soft.detach())``). Evaluation still samples (§2.5) -> never: keep = argmax,
+  so ``hard_keep`` is deterministic.
+* Hard branch gathers ids only, BPR never reaches the scorer (§7.4) -> the compacted embeddings
+  are multiplied by their keep values (exactly 1 forward), so BPR gradients pass the gate
+  (``hard_keep_gradient``). An empty row keeps its oldest item (§7.9) -> its most recent.
+* Short-term window: target in an extra slot in training, a zero prepended at evaluation
+  (§2.2a, §7.1-2: label leakage, one-slot shift) -> the m most recent real items, right-aligned,
+  left zero-padded, the same in training and evaluation; no target reaches a scored
+  representation (so "target-aware" names nothing here).
+* Soft weights: a second softmax over all L positions, padding included, gives ~1/L (§2.3,
+  §7.5) -> one normalisation, ``w_i = pi_i * n / sum_j pi_j`` over the n real items (mean 1;
+  ``soft_weight_norm=none``: ``w_i = pi_i``), so the weights act.
+* Temperatures decay compounding per 40 batches, at their floors after 360/720 batches (§4.3,
+  §7.6) -> exponential in the global step, at the floor after ``anneal_epochs`` epochs (steps
+  per epoch inferred at the first epoch change: the start value holds in epoch 0);
+  ``temperature_annealing=reference`` reproduces the reference. Gumbel floor 1e-3 -> 0.1: the
+  straight-through gradient scales as 1/tau and is zero or spiky at 1e-3.
+* LR scheduler stepped per epoch, lr * (T - e) / T, no warm-up (§4.2) -> the trainer's per-batch
+  warm-up (``train.warmup_steps``), then constant (a trainer matter).
+* Negatives come from RecBole's sampler -> drawn here (``sample_negatives``, one per instance,
+  redrawn when equal to the target, as RecBole) unless the trainer gives some
+  (``train.loss=bpr``, which also makes the soft term BPR instead of CE). BPR is -logsigmoid,
+  not -log(1e-10 + sigmoid). Window, compaction and curriculum are vectorised (§7.16-17).
+* Not implemented: ``train_set_ratio`` (always 1), pre-trained embeddings, the cosine
+  diagnostics; no unused [MASK] row or Cloze objective (the reference never calls them).
+
+Known degeneracy (measured, ml-100k, H = 32): L_cl is 0 exactly when nothing is dropped, so once
+its gradient reaches the gate (``contrastive_gate_gradient``, as in the reference) the gate keeps
+everything within ~20 batches and the hard level is inert; without that gradient the CE pushes
+the clean probabilities down and the gate drops almost everything. ``gate_centering`` (off by
+default, not in the paper) gates on the keep logit minus its row mean, which fixes the level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denoiserec.data.batches import Batch
+from denoiserec.errors import ConfigError
+from denoiserec.models.base import ModelOutput, SequentialRecommender, gather_last
+from denoiserec.models.registry import register
+from denoiserec.nn.contrastive import cross_signal_contrastive
+from denoiserec.nn.gumbel import (
+    centred_gate_logits,
+    compact_kept,
+    keep_most_recent_if_empty,
+    straight_through_gumbel,
+)
+from denoiserec.nn.short_term import CaserConvolution, last_items_window
+from denoiserec.nn.transformer import (
+    MultiHeadSelfAttention,
+    TransformerEncoder,
+    attention_mask,
+    init_bert_weights,
+)
+from denoiserec.train.losses import Objective, bpr, sample_negatives
+from denoiserec.train.schedules import (
+    ANNEALING,
+    CURRICULA,
+    anneal_temperature,
+    curriculum_drop_rate,
+    easiest_mean,
+)
+
+BACKBONES = ("bert4rec", "sasrec", "gru4rec")
+NORMS = ("mean", "none")
+
+
+@dataclass(frozen=True)
+class MSDCCLConfig:
+    """MSDCCL hyper-parameters (defaults: the reference run script for ml-100k, spec §5)."""
+
+    name: str = "msdccl"
+    hidden_size: int = 100
+    """Embedding and hidden size of every part (paper d = 100)."""
+    backbone: str = "bert4rec"
+    """Soft-branch recommender: bert4rec (bidirectional, paper) | sasrec (causal) | gru4rec."""
+    backbone_layers: int = 2
+    """Transformer backbone: blocks (run script: 2)."""
+    backbone_heads: int = 2
+    """Transformer backbone: attention heads (run script: 2)."""
+    backbone_inner_size: int = 0
+    """Transformer backbone: feed-forward size; 0 = hidden_size (run script: inner = H)."""
+    backbone_hidden_dropout: float = 0.5
+    """Transformer backbone: embedding/hidden dropout (run script: 0.5)."""
+    backbone_attn_dropout: float = 0.5
+    """Transformer backbone: attention dropout (run script: 0.5)."""
+    backbone_act: str = "gelu"
+    """Transformer backbone: feed-forward activation (gelu | relu)."""
+    gru_layers: int = 1
+    """GRU backbone: stacked layers (run script: 1)."""
+    gru_dropout: float = 0.3
+    """GRU backbone: dropout on its input (run script: 0.3)."""
+    n_layers: int = 2
+    """Blocks of each of MSDCCL's own encoders (long-term and hard-branch)."""
+    n_heads: int = 2
+    """Attention heads of MSDCCL's own encoders."""
+    inner_size: int = 2048
+    """Feed-forward size of MSDCCL's own encoders (reference 2048: with H = 64-100 these two
+    encoders then hold ~92 % of the non-embedding parameters and ~94 % of the training MACs,
+    spec §9; 4H = 256-400 costs about a quarter)."""
+    att_dropout: float = 0.5
+    """``our_att_drop_out``: AttnReadout feature dropout + attention dropout of own encoders."""
+    ae_dropout: float = 0.3
+    """``our_ae_drop_out``: embedding/hidden dropout of the extractor and own encoders."""
+    sequence_last_m: int = 3
+    """m: most recent items in the short-term window."""
+    n_v: int = 4
+    """Vertical convolution filters of the short-term window."""
+    n_h: int = 8
+    """Horizontal convolution filters per height 1..m."""
+    soft_weight_norm: str = "mean"
+    """Soft weights from the clean probability pi: mean = pi * n / sum(pi) over the n real
+    items (mean 1) | none = pi."""
+    gumbel_temperature: float = 0.5
+    """Initial Gumbel-softmax temperature tau_g."""
+    gumbel_temperature_floor: float = 0.1
+    """Lowest tau_g (reference 1e-3)."""
+    contrastive_temperature: float = 0.5
+    """Initial contrastive temperature tau_cl."""
+    contrastive_temperature_floor: float = 0.1
+    """Lowest tau_cl (reference 0.1)."""
+    temperature_annealing: str = "exponential"
+    """exponential (floor after anneal_epochs) | reference (compounding, spec §4.3) | none."""
+    anneal_epochs: float = 30.0
+    """Epochs after which exponential annealing reaches the floors."""
+    curriculum: str = "s-shaped"
+    """Drop-rate curve of the CE curriculum: s-shaped (paper) | linear | none."""
+    curriculum_epochs: int = 10
+    """Epochs over which the drop rate falls to 0 (``curriculum_learn_epoch``)."""
+    sigmoid_extent: float = 5.0
+    """S-shaped curve over linspace(-extent, extent, curriculum_epochs)."""
+    max_drop_rate: float = 0.2
+    """Largest fraction of a batch's highest CE losses left out (epoch 0)."""
+    loss_lambda: float = 1.0
+    """lambda: weight of L_bpr + L_cl (``reweight_loss_lambda``)."""
+    use_hard_branch: bool = True
+    """Ablation: False removes the hard encoder and its BPR loss."""
+    use_contrastive: bool = True
+    """Ablation: False removes the cross-signal contrastive loss."""
+    hard_keep_gradient: bool = True
+    """Let BPR reach the scorer through the straight-through keep values (reference: no)."""
+    gate_centering: bool = False
+    """Hard gate on the keep logit minus its mean over the row's real items (+ gate_bias)."""
+    gate_bias: float = 0.0
+    """gate_centering only: logit added after centring (0 keeps about half of each row)."""
+    contrastive_gate_gradient: bool = True
+    """Let L_cl reach the scorer through the straight-through keep mask (reference: yes)."""
+    layer_norm_eps: float = 1e-12
+    """LayerNorm epsilon inside the Transformer encoders."""
+    initializer_range: float = 0.02
+    """Std of the N(0, std) init of the item table and the backbone."""
+
+
+def _check(config: MSDCCLConfig) -> None:
+    for key, allowed in (("backbone", BACKBONES), ("curriculum", CURRICULA),
+                         ("temperature_annealing", ANNEALING), ("soft_weight_norm", NORMS)):
+        if getattr(config, key) not in allowed:
+            raise ConfigError(f"model.{key} must be one of {allowed}, got "
+                              f"'{getattr(config, key)}'")
+    if config.sequence_last_m < 1:
+        raise ConfigError(f"model.sequence_last_m must be >= 1, got {config.sequence_last_m}")
+
+
+def _init_msdccl(module: nn.Module) -> None:
+    """Reference init of MSDCCL's own modules: xavier-normal Linear/Embedding, zero biases,
+    unit LayerNorm; Conv2d keeps PyTorch's default (spec §2.0). The fused q/k/v weight gets
+    xavier per (H, H) block, as the reference's three separate layers."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.xavier_normal_(module.weight)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    if isinstance(module, MultiHeadSelfAttention):
+        for block in module.qkv.weight.data.chunk(3):
+            nn.init.xavier_normal_(block)
+
+
+class MsdcclAttnReadout(nn.Module):
+    """§4.3: clean/noise log-probabilities of every item given the user interest u.
+
+    ``x = Dropout(LN(e))``, ``k = W_k x``, ``logits = W_a [k; u; k - u; k * u]`` (2 classes,
+    0 = clean), ``v = W_v x`` the values that the soft weights scale.
+    """
+
+    def __init__(self, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.key = nn.Linear(hidden, hidden, bias=False)  # W_k
+        self.value = nn.Linear(hidden, hidden, bias=False)  # W_v
+        self.score = nn.Linear(4 * hidden, 2, bias=False)  # W_a
+
+    def forward(self, embeddings: torch.Tensor, interest: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, H) item embeddings, (B, H) u, (B, L, 1) mask -> (B, L, 2) log-probabilities
+        and (B, L, H) values."""
+        x = self.dropout(self.norm(embeddings) * mask) * mask
+        key = self.key(x) * mask
+        u = interest[:, None, :].expand_as(key)
+        logits = self.score(torch.cat([key, u, key - u, key * u], -1)) * mask  # (B, L, 2)
+        return F.log_softmax(logits, -1), self.value(x) * mask
+
+
+class MsdcclTransformerBackbone(nn.Module):
+    """BERT4Rec (bidirectional) or SASRec (causal) encoder over given input embeddings: own
+    position table, LayerNorm, dropout, post-LN Transformer (the reference's sub-models)."""
+
+    def __init__(self, config: MSDCCLConfig, max_len: int, causal: bool) -> None:
+        super().__init__()
+        H = config.hidden_size
+        self.causal = causal
+        self.position_embedding = nn.Embedding(max_len, H)
+        self.norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.backbone_hidden_dropout)
+        self.encoder = TransformerEncoder(
+            config.backbone_layers, H, config.backbone_heads, config.backbone_inner_size or H,
+            config.backbone_hidden_dropout, config.backbone_attn_dropout, config.backbone_act,
+            config.layer_norm_eps)
+        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
+
+    def forward(self, inputs: torch.Tensor, items: torch.Tensor,
+                query: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, H) inputs -> (B, L, H), or (B, H) at positions ``query``."""
+        positions = self.position_embedding.weight[: items.shape[1]]
+        x = self.dropout(self.norm(inputs + positions[None]))
+        return self.encoder(x, attention_mask(items, causal=self.causal), query)
+
+
+class MsdcclGRUBackbone(nn.Module):
+    """GRU4Rec over given input embeddings: dropout -> GRU (no bias) -> dense."""
+
+    def __init__(self, config: MSDCCLConfig) -> None:
+        super().__init__()
+        H = config.hidden_size
+        self.dropout = nn.Dropout(config.gru_dropout)
+        self.gru = nn.GRU(H, H, config.gru_layers, bias=False, batch_first=True)
+        self.dense = nn.Linear(H, H)
+        for weight in self.gru.parameters():  # weights only (bias=False)
+            nn.init.xavier_uniform_(weight)  # RecBole's GRU4Rec init
+
+    def forward(self, inputs: torch.Tensor, items: torch.Tensor,
+                query: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.dense(self.gru(self.dropout(inputs))[0])  # (B, L, H); right padding
+        return hidden if query is None else gather_last(hidden, query + 1)
+
+
+@register
+class MSDCCL(SequentialRecommender):
+    name = "msdccl"
+    config_class = MSDCCLConfig
+    causal = False  # the BERT4Rec backbone sees the whole input: prefix instances only
+
+    def __init__(self, config: MSDCCLConfig, n_items: int, max_len: int) -> None:
+        super().__init__(config, n_items, max_len)
+        _check(config)
+        H, c = config.hidden_size, config
+        # §4.2 user-interest extractor (MSDCCL-owned modules, reference init)
+        self.position_embedding = nn.Embedding(max_len, H)  # long-term and hard encoders
+        self.norm = nn.LayerNorm(H)
+        self.dropout = nn.Dropout(c.ae_dropout)
+        self.short_term = CaserConvolution(c.sequence_last_m, H, c.n_v, c.n_h, c.ae_dropout)
+        def own_encoder() -> TransformerEncoder:  # the long-term and hard-branch encoders
+            return TransformerEncoder(c.n_layers, H, c.n_heads, c.inner_size, c.ae_dropout,
+                                      c.att_dropout, "relu", c.layer_norm_eps)
+        self.long_encoder = own_encoder()
+        self.interest_map = nn.Linear(H, H, bias=False)  # W_m, shared by short and long
+        self.interest_fusion = nn.Linear(H, H)  # W_f
+        # §4.3 soft denoising scorer and §4.3.3 hard-branch encoder
+        self.readout = MsdcclAttnReadout(H, c.att_dropout)
+        self.hard_encoder = own_encoder() if c.use_hard_branch else None
+        self.apply(_init_msdccl)
+        # shared item table and backbone, with the backbone's N(0, 0.02) init
+        self.item_embedding = nn.Embedding(n_items + 1, H, padding_idx=0)
+        init_bert_weights(self.item_embedding, c.initializer_range)
+        self.backbone = (MsdcclGRUBackbone(c) if c.backbone == "gru4rec" else
+                         MsdcclTransformerBackbone(c, max_len, causal=c.backbone == "sasrec"))
+        self.epoch = 0
+        self.steps_per_epoch: int | None = None
+        self.gumbel_tau = c.gumbel_temperature
+        self.contrastive_tau = c.contrastive_temperature
+
+    # -- schedules ---------------------------------------------------------------------------
+    def on_batch_start(self, epoch: int, step: int) -> None:
+        c = self.config
+        self.epoch = epoch
+        if epoch > 0 and self.steps_per_epoch is None:  # first batch of a later epoch
+            self.steps_per_epoch = max(1, step // epoch)
+        horizon = self.steps_per_epoch * c.anneal_epochs if self.steps_per_epoch else None
+        mode = c.temperature_annealing
+        self.gumbel_tau = anneal_temperature(c.gumbel_temperature, c.gumbel_temperature_floor,
+                                             step, horizon, mode)
+        self.contrastive_tau = anneal_temperature(
+            c.contrastive_temperature, c.contrastive_temperature_floor, step, horizon, mode)
+
+    # -- §4.2 user-interest extractor --------------------------------------------------------
+    def _with_positions(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """LN(E + P) -> dropout -> mask: input of the long-term and hard encoders."""
+        positions = self.position_embedding.weight[: embeddings.shape[1]]
+        return self.dropout(self.norm(embeddings + positions[None])) * mask
+
+    def short_term_interest(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, H) s_short from the m most recent items (never the target)."""
+        window = last_items_window(items, lengths, self.config.sequence_last_m)  # (B, m)
+        x = self.dropout(self.item_embedding(window)) * (window > 0)[..., None]
+        return self.short_term(x)
+
+    def user_interest(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, H) u = W_f relu(W_m s_short + W_m s_long) + b_f."""
+        mask = (items > 0)[..., None].float()
+        x = self._with_positions(self.item_embedding(items), mask)
+        long_term = self.long_encoder(x, attention_mask(items, causal=True),
+                                      query=lengths - 1)  # (B, H)
+        short_term = self.short_term_interest(items, lengths)
+        return self.interest_fusion(F.relu(self.interest_map(short_term)
+                                           + self.interest_map(long_term)))
+
+    # -- §4.3 soft denoising -----------------------------------------------------------------
+    def soft_denoise(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (B, L, 2) clean/noise log-probabilities, (B, L) soft weights and the
+        (B, L, H) re-weighted item embeddings that feed the backbone."""
+        items = batch.items
+        mask = (items > 0)[..., None].float()  # (B, L, 1)
+        interest = self.user_interest(items, batch.lengths)
+        log_probs, values = self.readout(self.item_embedding(items), interest, mask)
+        clean = log_probs[..., 0].exp() * mask[..., 0]  # pi_i, 0 on padding
+        if self.config.soft_weight_norm == "mean":  # one normalisation, over real items
+            clean = clean * mask[..., 0].sum(1, keepdim=True) / clean.sum(1, keepdim=True)
+        return log_probs, clean, clean[..., None] * values
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        """(B, L, H) backbone output over the soft-denoised sequence."""
+        return self.backbone(self.soft_denoise(batch)[2], batch.items)
+
+    def sequence_representation(self, batch: Batch) -> torch.Tensor:
+        """(B, H) r_soft: the backbone at the last real item; it alone predicts."""
+        return self.backbone(self.soft_denoise(batch)[2], batch.items, batch.lengths - 1)
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.item_embedding.weight
+
+    # -- §4.3.3 hard denoising ---------------------------------------------------------------
+    def hard_masks(self, batch: Batch, log_probs: torch.Tensor | None = None,
+                   sample: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) keep and noise masks, exactly 0/1 with keep + noise = padding mask; keep
+        carries the straight-through gradient. Sampled in training (unless ``sample=False``),
+        argmax in evaluation; a row keeping nothing keeps its most recent item."""
+        if log_probs is None:
+            log_probs = self.soft_denoise(batch)[0]
+        sample = self.training if sample is None else sample
+        mask = (batch.items > 0).to(log_probs.dtype)
+        if self.config.gate_centering:  # keep/drop relative to the row's mean relevance
+            log_probs = centred_gate_logits(log_probs, mask, self.config.gate_bias)
+        choice = straight_through_gumbel(log_probs, self.gumbel_tau, sample)  # (B, L, 2)
+        keep = keep_most_recent_if_empty(choice[..., 0] * mask, batch.lengths)
+        return keep, mask - keep.detach()
+
+    def hard_keep(self, batch: Batch) -> torch.Tensor:
+        """(B, L) deterministic keep mask (1 = clean) of the hard gate."""
+        return self.hard_masks(batch, sample=False)[0]
+
+    def noise_scores(self, batch: Batch) -> torch.Tensor:
+        """(B, L) 1 - clean probability in [0, 1], 0 on padding."""
+        noise = self.soft_denoise(batch)[0][..., 1].exp()
+        return noise * (batch.items > 0)
+
+    def hard_representation(self, items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(B, H) r_hard: the kept items, compacted, through the hard-branch encoder."""
+        compacted, lengths, order = compact_kept(items, keep)
+        valid = (compacted > 0)[..., None].float()
+        embeddings = self.item_embedding(compacted)
+        if self.config.hard_keep_gradient:  # keep values are exactly 1 here in the forward
+            embeddings = embeddings * keep.gather(1, order)[..., None]
+        x = self._with_positions(embeddings, valid)
+        return self.hard_encoder(x, attention_mask(compacted, causal=True), query=lengths - 1)
+
+    # -- training objective ------------------------------------------------------------------
+    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
+        if batch.targets.dim() != 1:
+            raise ValueError("MSDCCL trains on prefix instances only (train.instances=prefix)")
+        c, targets, items = self.config, batch.targets, self.item_embeddings()
+        log_probs, _, denoised = self.soft_denoise(batch)
+        representation = self.backbone(denoised, batch.items, batch.lengths - 1)  # r_soft
+        negatives = batch.negatives
+        if negatives is None:  # the trainer samples only for train.loss=bpr
+            negatives = sample_negatives(targets, self.n_items, 1)
+        if objective.kind == "bpr":
+            positive = (representation * items[targets]).sum(-1, keepdim=True)
+            negative = torch.einsum("bd,bkd->bk", representation, items[negatives])
+            per_sample = -F.logsigmoid(positive - negative).mean(1)
+        else:
+            per_sample = F.cross_entropy(representation @ items.T, targets, reduction="none")
+        drop = curriculum_drop_rate(self.epoch, c.curriculum, c.curriculum_epochs,
+                                    c.sigmoid_extent, c.max_drop_rate)
+        rec = easiest_mean(per_sample, drop)  # §4.5: the easiest (1 - d_e) of the batch
+        total, parts = rec, {"rec": float(rec.detach())}
+        if c.use_hard_branch or c.use_contrastive:
+            keep, _ = self.hard_masks(batch, log_probs, sample=True)
+            parts["kept"] = float(keep.detach().sum() / batch.lengths.sum())
+        if c.use_hard_branch:
+            hard = bpr(self.hard_representation(batch.items, keep), items, targets, negatives)
+            total = total + c.loss_lambda * hard
+            parts["bpr"] = float(hard.detach())
+        if c.use_contrastive:
+            labels = keep if c.contrastive_gate_gradient else keep.detach()
+            contrastive = cross_signal_contrastive(
+                representation, self.item_embedding(batch.items), labels, batch.items > 0,
+                self.contrastive_tau).mean()
+            total = total + c.loss_lambda * contrastive
+            parts["cl"] = float(contrastive.detach())
+        return ModelOutput(loss=total, parts=parts)

@@ -1,0 +1,93 @@
+"""Hard item selection: a straight-through Gumbel-softmax gate, its fallback and compaction.
+
+Shared by the denoisers that keep or drop items with a binary decision (MSDCCL's hard level,
+MGSD-WSS, END4Rec). The gate is applied to **log-probabilities** (or logits: the same thing up
+to a per-row constant), never to probabilities: Gumbel noise added to values in [0, 1] would
+swamp them and turn the decision into a near coin flip (msdccl spec §2.5, §7.3).
+
+* :func:`straight_through_gumbel` -- forward exactly one-hot, backward through the soft sample.
+* :func:`centred_gate_logits` -- a binary gate relative to the row's mean keep logit.
+* :func:`keep_most_recent_if_empty` -- a row that keeps nothing keeps its most recent item.
+* :func:`compact_kept` -- move the kept items of each row to the front, order preserved.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def straight_through_gumbel(log_probs: torch.Tensor, tau: float, sample: bool = True,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+    """One-hot choice over the last dimension with a straight-through gradient.
+
+    Args:
+        log_probs: (..., K) log-probabilities or logits of the K classes.
+        tau: temperature of the soft sample (it shapes the gradient only; the forward choice
+            of a sampled gate is argmax(log_probs + g) whatever ``tau``).
+        sample: add Gumbel(0, 1) noise (training); without it the choice is the deterministic
+            argmax (evaluation: the same input always gives the same mask).
+        generator: optional RNG of the Gumbel noise.
+
+    Returns:
+        (..., K) tensor whose forward values are exactly 0/1 (one 1 per row) and whose gradient
+        is that of ``softmax((log_probs + g) / tau)``.
+    """
+    logits = log_probs
+    if sample:
+        uniform = torch.rand(log_probs.shape, device=log_probs.device, dtype=log_probs.dtype,
+                             generator=generator)
+        tiny = torch.finfo(log_probs.dtype).tiny
+        logits = log_probs - torch.log(-torch.log(uniform.clamp(min=tiny)))  # + Gumbel(0, 1)
+    soft = F.softmax(logits / tau, dim=-1)
+    hard = F.one_hot(logits.argmax(-1), log_probs.shape[-1]).to(soft.dtype)
+    # (soft - soft.detach()) is exactly 0 in the forward pass, so the result is exactly binary;
+    # the usual ``hard - soft.detach() + soft`` can round to 1 +- 1 ulp.
+    return hard + (soft - soft.detach())
+
+
+def centred_gate_logits(log_probs: torch.Tensor, mask: torch.Tensor,
+                        bias: float = 0.0) -> torch.Tensor:
+    """(B, L, 2) keep/drop logits ``[m_i - mean_real(m) + bias, 0]`` from (B, L, 2) keep/drop
+    log-probabilities, where ``m_i = log p_keep - log p_drop`` and the mean runs over the real
+    items (``mask`` (B, L) 1 on real items). The gate then keeps an item with probability
+    sigmoid(m_i - mean + bias): its level no longer drifts with the scorer's calibration."""
+    margin = log_probs[..., 0] - log_probs[..., 1]  # (B, L)
+    mean = (margin * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1)
+    centred = margin - mean + bias
+    return torch.stack([centred, torch.zeros_like(centred)], -1)
+
+
+def keep_most_recent_if_empty(keep: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Set ``keep`` to 1 at position ``lengths - 1`` of the rows that keep nothing.
+
+    Args:
+        keep: (B, L) 0/1 keep mask (float, may carry a straight-through gradient).
+        lengths: (B,) real items per row (right-padded rows: the most recent is at length - 1).
+    """
+    empty = keep.detach().sum(1) == 0  # (B,)
+    last = torch.arange(keep.shape[1], device=keep.device)[None, :] == (lengths - 1)[:, None]
+    return torch.where(empty[:, None] & last, torch.ones_like(keep), keep)
+
+
+def compact_kept(items: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Move each row's kept items to the front (order preserved), zeros after them.
+
+    Vectorised: a stable sort of the dropped flag puts kept positions first in their order.
+
+    Args:
+        items: (B, L) item ids.
+        keep: (B, L) 0/1 keep mask; it must be 0 on padding.
+
+    Returns:
+        compacted: (B, L) kept ids left-aligned, 0 after ``lengths``.
+        lengths: (B,) number of kept items n'.
+        order: (B, L) source position of every compacted slot (gather it from any (B, L, ...)
+            tensor aligned with ``items``, e.g. the keep values to pass their gradient on).
+    """
+    kept = keep.detach() > 0.5
+    order = torch.sort((~kept).to(torch.int8), dim=1, stable=True).indices  # kept first
+    lengths = kept.sum(1)
+    valid = torch.arange(items.shape[1], device=items.device)[None, :] < lengths[:, None]
+    compacted = torch.where(valid, items.gather(1, order), torch.zeros_like(items))
+    return compacted, lengths, order
