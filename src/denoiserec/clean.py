@@ -15,14 +15,13 @@ overwritten, and an existing output is only replaced with ``force``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from denoiserec.atomic import atomic_write_bytes
 from denoiserec.data import Interactions, load_dataset
 from denoiserec.data.log import PAD_TOKEN
 from denoiserec.errors import DataError
@@ -66,18 +65,11 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, sep=_separator(path), index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if path.suffix.lower() in (".parquet", ".pq"):
+        atomic_write_bytes(path, lambda handle: frame.to_parquet(handle, index=False))
+    else:
+        text = frame.to_csv(sep=_separator(path), index=False)
+        atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
 
 
 def _column(frame: pd.DataFrame, columns: dict[str, str], role: str, path: Path,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from denoiserec.atomic import atomic_write_text
 from denoiserec.config import RunConfig, load_config
 from denoiserec.data import Interactions, load_dataset
 from denoiserec.noise.detection import detection_report
@@ -32,7 +33,6 @@ from denoiserec.protocols import leave_one_out
 from denoiserec.report.plots import robustness_plot
 from denoiserec.report.tables import markdown_table
 from denoiserec.run import restore, train_config
-from denoiserec.train.checkpoint import atomic_write_text
 
 REPORTED = ("ndcg@10", "hit@10", "mrr@10")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from denoiserec.atomic import atomic_write_text
 from denoiserec.config import ProtocolConfig, RunConfig, config_to_yaml, load_config, resolve
 from denoiserec.data import Interactions, load_dataset
 from denoiserec.errors import ConfigError
@@ -29,7 +30,6 @@ from denoiserec.noise.inject import inject
 from denoiserec.protocols import Split, split
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
-from denoiserec.train.checkpoint import atomic_write_text
 from denoiserec.train.evaluate import Evaluation
 from denoiserec.train.trainer import Trainer
 

@@ -9,6 +9,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from denoiserec.atomic import atomic_write_bytes  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    """Write the figure atomically and free it."""
+    fig.tight_layout()
+    atomic_write_bytes(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    plt.close(fig)
+
 
 def training_curve(path: Path, epochs: list[dict], metric: str, title: str) -> None:
     """Training loss and validation ``metric`` per epoch, side by side."""
@@ -19,12 +28,7 @@ def training_curve(path: Path, epochs: list[dict], metric: str, title: str) -> N
     right.plot(x, [e["valid"][metric] for e in epochs], marker=".", color="tab:green")
     right.set(xlabel="epoch", ylabel=f"valid {metric}", title=f"valid {metric}")
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    _save(fig, path)
 
 
 def robustness_plot(path: Path, summary: list[dict], models: list[str], metric: str,
@@ -38,9 +42,4 @@ def robustness_plot(path: Path, summary: list[dict], models: list[str], metric: 
         axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=model)
     axis.set(xlabel="noise ratio", ylabel=f"test {metric}", title=title)
     axis.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    _save(fig, path)
