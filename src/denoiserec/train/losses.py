@@ -24,9 +24,15 @@ class Objective:
 
 
 def cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean CE of ``targets`` under softmax(hidden @ items.T), ignoring targets equal to 0."""
-    logits = hidden.reshape(-1, hidden.shape[-1]) @ items.T
-    return F.cross_entropy(logits, targets.reshape(-1), ignore_index=0)
+    """Mean CE of ``targets`` under softmax(hidden @ items.T), ignoring targets equal to 0.
+
+    Positions without a target are dropped *before* scoring: window batches of short sequences
+    are mostly padding, and their logits over every item would be computed for nothing.
+    """
+    targets = targets.reshape(-1)
+    real = targets != 0
+    logits = hidden.reshape(-1, hidden.shape[-1])[real] @ items.T
+    return F.cross_entropy(logits, targets[real])
 
 
 def bpr(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
