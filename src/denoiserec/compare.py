@@ -6,8 +6,10 @@ per-user metrics, and the trained model's noise scores (its own, or the surprise
 are checked against the injected labels of the training interactions.
 
 Outputs in ``OUTPUT``: ``results.csv`` (one row per cell), ``summary.json`` and ``summary.md``
-(mean ± std over seeds, paired permutation test of per-user NDCG@10 against the first model,
-detection quality) and ``robustness.png`` (metric vs noise ratio, one line per model).
+(mean ± std over seeds; paired permutation tests of per-user NDCG@10 against the first model
+at the same noise ratio and against the same model at noise 0; detection quality of the model's
+own scores and of the surprise baseline) and ``robustness.png`` (metric vs noise ratio, one
+line per model).
 """
 
 from __future__ import annotations
@@ -115,32 +117,52 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
     return rows
 
 
+def _paired(a: dict[str, float], b: dict[str, float]) -> tuple[float, float]:
+    """(p value, mean difference a - b) over the users both have."""
+    common = sorted(set(a) & set(b))
+    test = paired_permutation_test(np.array([a[u] for u in common]),
+                                   np.array([b[u] for u in common]))
+    return test.p_value, test.mean_difference
+
+
 def summarize(rows: list[dict[str, Any]], models: list[str], ratios: list[float]) -> list[dict]:
+    """Mean ± std over seeds per (model, ratio); per-user NDCG@10 (mean over seeds) tested
+    against the first model at the same ratio and against the same model at noise 0."""
+    per_user: dict[tuple[str, float], dict[str, float]] = {}
     summary = []
     for ratio in ratios:
-        reference = None
         for model in models:
             cells = [r for r in rows if r["model"] == model and r["noise"] == ratio]
             users = [_per_user_ndcg(Path(c["run_dir"])) for c in cells]
-            per_user = {u: float(np.mean([d[u] for d in users])) for u in users[0]}
+            per_user[model, ratio] = {u: float(np.mean([d[u] for d in users])) for u in users[0]}
             entry: dict[str, Any] = {"model": model, "noise": ratio, "seeds": len(cells)}
             for metric in REPORTED:
                 values = [c[metric] for c in cells]
                 entry[metric] = statistics.mean(values)
                 entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-            if "detect_roc_auc" in cells[0]:
-                entry["detect_roc_auc"] = statistics.mean(c["detect_roc_auc"] for c in cells)
+            for key in ("detect_roc_auc", "detect_surprise_roc_auc"):
+                if key in cells[0]:
+                    entry[key] = statistics.mean(c[key] for c in cells)
+            if "detect_scorer" in cells[0]:
                 entry["detect_scorer"] = cells[0]["detect_scorer"]
-            if reference is None:
-                reference = per_user
-            else:
-                common = sorted(set(reference) & set(per_user))
-                test = paired_permutation_test(np.array([per_user[u] for u in common]),
-                                               np.array([reference[u] for u in common]))
-                entry["p_vs_first"] = test.p_value
-                entry["diff_vs_first"] = test.mean_difference
+            if model != models[0]:
+                entry["p_vs_first"], entry["diff_vs_first"] = _paired(
+                    per_user[model, ratio], per_user[models[0], ratio])
+            if ratio > 0 and (model, 0.0) in per_user:
+                clean = [s for s in summary if s["model"] == model and s["noise"] == 0][0]
+                entry["p_vs_clean"], _ = _paired(per_user[model, ratio], per_user[model, 0.0])
+                entry["relative_change_vs_clean"] = entry["ndcg@10"] / clean["ndcg@10"] - 1
             summary.append(entry)
     return summary
+
+
+def _detection_cell(entry: dict[str, Any]) -> str:
+    if "detect_roc_auc" not in entry:
+        return "-"
+    text = f"{entry['detect_roc_auc']:.3f} ({entry['detect_scorer']})"
+    if "detect_surprise_roc_auc" in entry:
+        text += f", {entry['detect_surprise_roc_auc']:.3f} (surprise)"
+    return text
 
 
 def write_outputs(rows: list[dict[str, Any]], models: list[str], ratios: list[float],
@@ -156,11 +178,13 @@ def write_outputs(rows: list[dict[str, Any]], models: list[str], ratios: list[fl
         {"protocol": protocol, "noise_kind": kind, "summary": summary}, indent=1))
     table = markdown_table(
         ["model", "noise", "seeds", *(m.upper() for m in REPORTED), "p vs " + models[0],
-         "detection ROC-AUC"],
+         "NDCG@10 vs noise 0 (p)", "detection ROC-AUC"],
         [[s["model"], f"{s['noise']:g}", s["seeds"],
           *(f"{s[m]:.4f} ± {s[f'{m}_std']:.4f}" for m in REPORTED),
           f"{s['p_vs_first']:.3g} ({s['diff_vs_first']:+.4f})" if "p_vs_first" in s else "-",
-          f"{s['detect_roc_auc']:.3f} ({s['detect_scorer']})" if "detect_roc_auc" in s else "-"]
+          f"{s['relative_change_vs_clean']:+.1%} ({s['p_vs_clean']:.3g})"
+          if "p_vs_clean" in s else "-",
+          _detection_cell(s)]
          for s in summary])
     text = (f"protocol: {protocol}   noise: {kind} (training data only)   "
             f"p: paired permutation test of per-user NDCG@10 (mean over seeds)\n\n{table}\n")
