@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from denoiserec.config import ProtocolConfig
+from denoiserec.data.batches import Batcher
 from denoiserec.metrics import metric_values, summarize, target_ranks
 from denoiserec.protocols import exclude_unrankable, split
+from denoiserec.train.evaluate import evaluate
 
 KS = (1, 5, 10, 20)
 
@@ -115,3 +117,29 @@ def test_popularity_negatives_follow_popularity(random_log):
     counts = np.bincount(random_log.items, minlength=random_log.n_items + 1)
     drawn = parts.test.negatives.ravel()
     assert counts[drawn].min() > 0  # never an item with zero popularity
+
+
+class LastItemScorer(torch.nn.Module):
+    """Scores that depend on an instance's last input item and length only (ties included)."""
+
+    def score_all(self, batch) -> torch.Tensor:
+        last = batch.items.gather(1, (batch.lengths - 1).clamp(min=0)[:, None])
+        items = torch.arange(31)[None, :]
+        return ((items * (last + 1) + batch.lengths[:, None]) % 7).float()
+
+
+@pytest.mark.parametrize("protocol", ["recbole", "fmlp"])
+def test_evaluate_in_length_order_returns_ranks_in_instance_order(random_log, protocol):
+    config = ProtocolConfig(name=protocol)
+    eval_set = split(random_log, config).test
+    batcher = Batcher(random_log, max_len=5, device=torch.device("cpu"))
+    result = evaluate(LastItemScorer(), batcher, eval_set, config, batch_size=4)
+    expected = []
+    for user, row in zip(eval_set.users, eval_set.targets, strict=True):  # one at a time
+        batch = batcher.prefix(torch.tensor([user]), torch.tensor([row]))
+        scores = exclude_unrankable(LastItemScorer().score_all(batch), batcher.items,
+                                    batcher.starts[[user]], torch.tensor([row]), batch.targets,
+                                    config, None)
+        expected.append(int(target_ranks(scores, batch.targets)[0]))
+    assert result.ranks.tolist() == expected
+    assert result.users.tolist() == eval_set.users.tolist()

@@ -31,10 +31,13 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, ties: str = "id",
     """
     target_scores = scores.gather(1, targets[:, None])
     if ties == "id":
-        columns = torch.arange(scores.shape[1], device=scores.device)
-        greater = (scores > target_scores).sum(1)
-        ties_before = ((scores == target_scores) & (columns[None, :] < targets[:, None])).sum(1)
-        return 1 + greater + ties_before
+        ranks = 1 + (scores > target_scores).sum(1)
+        tied = ((scores == target_scores).sum(1) > 1).nonzero().squeeze(1)
+        if len(tied):  # rare: count the tied items with lower ids in those rows only
+            columns = torch.arange(scores.shape[1], device=scores.device)
+            ranks[tied] += ((scores[tied] == target_scores[tied])
+                            & (columns[None, :] < targets[tied, None])).sum(1)
+        return ranks
     if ties == "topk":
         top = torch.topk(scores, min(max_k, scores.shape[1]), dim=1).indices
         found = top == targets[:, None]

@@ -35,7 +35,12 @@ class Evaluation:
 def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
              protocol: ProtocolConfig, batch_size: int = 4096, ties: str = "id",
              ks: tuple[int, ...] = DEFAULT_KS) -> Evaluation:
-    """Rank every instance's target among the items ``protocol`` allows."""
+    """Rank every instance's target among the items ``protocol`` allows.
+
+    Instances are processed in order of input length, so that each chunk is cut to its own
+    longest input (on short-sequence logs such as Beauty most chunks are far shorter than
+    ``max_len``); ranks are returned in the order of ``eval_set``.
+    """
     was_training = model.training
     model.eval()
     device = batcher.device
@@ -43,9 +48,11 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
     targets_all = torch.as_tensor(eval_set.targets, device=device)
     negatives_all = (None if eval_set.negatives is None
                      else torch.as_tensor(eval_set.negatives, device=device))
+    input_lengths = (targets_all - batcher.starts[users_all]).clamp(max=batcher.max_len)
+    by_length = torch.argsort(input_lengths, stable=True)
     ranks = []
     for start in range(0, len(eval_set), batch_size):
-        chunk = slice(start, start + batch_size)
+        chunk = by_length[start:start + batch_size]
         users, targets = users_all[chunk], targets_all[chunk]
         batch = batcher.prefix(users, targets)
         scores = model.score_all(batch).float()
@@ -54,7 +61,8 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
             None if negatives_all is None else negatives_all[chunk])
         ranks.append(target_ranks(scores, batch.targets, ties=ties, max_k=max(ks)))
     model.train(was_training)
-    rank_tensor = torch.cat(ranks)
+    rank_tensor = torch.empty_like(targets_all)
+    rank_tensor[by_length] = torch.cat(ranks)
     return Evaluation(metrics=summarize(metric_values(rank_tensor, ks)),
                       ranks=rank_tensor.cpu().numpy(), users=eval_set.users,
                       protocol=protocol.name)
