@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean peer
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# RecBole 1.2.1 peer for benchmarks/vs_recbole.py, in its own venv, from the shared lock file
+# (recbole.md: torch first, then the exact versions of a working RecBole venv).
+RECBOLE_LOCK ?= ../shared/docs/protocols/recbole-requirements.lock.txt
+peer:
+	test -d .venv-recbole || $(PYTHON) -m venv .venv-recbole
+	.venv-recbole/bin/pip install -q torch==2.13.0
+	.venv-recbole/bin/pip install -q -r $(RECBOLE_LOCK)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
