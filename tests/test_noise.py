@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -203,3 +204,38 @@ def test_native_scores_cover_every_interaction(log):
     scores = native_scores(model, log, 10)
     assert scores.shape == (log.n_interactions,)
     assert not np.isnan(scores).any() and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_cell_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    from denoiserec.compare import claimed
+
+    cell = tmp_path / "cells" / "sasrec-noise0-seed1"
+    with claimed(cell) as mine:
+        assert mine and (tmp_path / "cells" / "sasrec-noise0-seed1.lock").read_text() == str(
+            os.getpid())
+        with claimed(cell) as again:  # a live holder (here: ourselves) keeps it
+            assert not again
+    assert not (tmp_path / "cells" / "sasrec-noise0-seed1.lock").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "cells" / "sasrec-noise0-seed1.lock").write_text(dead)
+    with claimed(cell) as mine:
+        assert mine
+
+
+def test_compare_waits_for_a_cell_another_process_trains(log, tmp_path, monkeypatch, capsys):
+    from denoiserec import compare as compare_module
+
+    monkeypatch.setattr(compare_module, "load_dataset", lambda _: log)
+    output = tmp_path / "cmp"
+    lock = output / "cells" / "sasrec-noise0-seed2020.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(str(os.getppid()))  # a live process "trains" the cell
+    monkeypatch.setattr(compare_module.time, "sleep", lambda _: lock.unlink())  # ... then dies
+    rows = compare_module.compare(["sasrec"], "synthetic", "recbole", [0.0], "insert", 1,
+                                  ["epochs=1", "train.progress=false", "max_len=10"], output)
+    assert "waiting for sasrec-noise0-seed2020" in capsys.readouterr().out
+    assert len(rows) == 1 and not lock.exists()

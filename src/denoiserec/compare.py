@@ -1,9 +1,10 @@
 """``denoiserec compare``: models x noise ratios x seeds, resumable, with significance tests.
 
 Every cell (model, noise ratio, seed) is an ordinary run directory under ``OUTPUT/cells``; a
-finished cell is never re-run, an interrupted one resumes. For each cell the test ranks give
-per-user metrics, and the trained model's noise scores (its own, or the surprise baseline)
-are checked against the injected labels of the training interactions.
+finished cell is never re-run, an interrupted one resumes, and several processes can share the
+work (a cell in training is locked by ``OUTPUT/cells/<cell>.lock``). For each cell the test
+ranks give per-user metrics, and the trained model's noise scores (its own, or the surprise
+baseline) are checked against the injected labels of the training interactions.
 
 Outputs in ``OUTPUT``: ``results.csv`` (one row per cell), ``summary.json`` and ``summary.md``
 (mean ± std over seeds; paired permutation tests of per-user NDCG@10 against the first model
@@ -17,7 +18,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -92,22 +97,81 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {std:.4f}"
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def claimed(run_dir: Path) -> Iterator[bool]:
+    """Hold ``<cell>.lock`` (our pid) while a cell trains; False if a live process holds it.
+
+    A lock left by a process that is gone is taken over, so a crashed worker blocks nothing.
+    """
+    lock = run_dir.with_name(run_dir.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        holder = lock.read_text().strip()
+        if holder.isdigit() and _pid_alive(int(holder)):
+            yield False
+            return
+        lock.unlink(missing_ok=True)
+        with claimed(run_dir) as mine:
+            yield mine
+        return
+    os.write(descriptor, str(os.getpid()).encode())
+    os.close(descriptor)
+    try:
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _finished(run_dir: Path) -> bool:
+    path = run_dir / "metrics.json"
+    return path.is_file() and json.loads(path.read_text())["finished"]
+
+
 def compare(models: list[str], dataset: str, protocol: str, ratios: list[float], kind: str,
-            seeds: int, overrides: list[str], output: Path) -> list[dict[str, Any]]:
-    """Train every cell (skipping finished ones) and write the comparison (module docstring)."""
+            seeds: int, overrides: list[str], output: Path,
+            poll_seconds: float = 30.0) -> list[dict[str, Any]]:
+    """Train every cell (skipping finished ones) and write the comparison (module docstring).
+
+    Several ``compare`` processes may work on the same ``output`` at once: a cell being trained
+    is locked, the others skip it and wait for it at the end.
+    """
     base = [f"dataset={dataset}", f"protocol={protocol}", *overrides]
     first_seed = load_config(overrides=base).train.seed
     clean = load_dataset(load_config(overrides=base).data)
+    cells = [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]
+    pending = cells
+    while pending:
+        busy = []
+        for cell in pending:
+            run_dir = output / "cells" / cell.name
+            with claimed(run_dir) as mine:
+                if not mine:
+                    busy.append(cell)
+                elif not _finished(run_dir):
+                    print(f"[compare] training {cell.name}")
+                    train_config(cell_config(base, cell, kind), run_dir, clean)
+        pending = [c for c in busy if not _finished(output / "cells" / c.name)]
+        if pending:
+            print(f"[compare] waiting for {', '.join(c.name for c in pending)} "
+                  "(trained by another process)")
+            time.sleep(poll_seconds)
     rows: list[dict[str, Any]] = []
-    for cell in (Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)):
+    for cell in cells:
         config = cell_config(base, cell, kind)
         run_dir = output / "cells" / cell.name
-        metrics_path = run_dir / "metrics.json"
-        finished = metrics_path.is_file() and json.loads(metrics_path.read_text())["finished"]
-        if not finished:
-            print(f"[compare] training {cell.name}")
-            train_config(config, run_dir, clean)
-        metrics = json.loads(metrics_path.read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
         detection = detection_of(run_dir, config, clean)
         rows.append({"model": cell.model, "noise": cell.ratio, "seed": cell.seed,
                      "best_epoch": metrics["best_epoch"], **metrics["test"],
