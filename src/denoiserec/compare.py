@@ -177,7 +177,7 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
                      "best_epoch": metrics["best_epoch"], **metrics["test"],
                      **{f"detect_{k}": v for k, v in detection.items()},
                      "run_dir": str(run_dir)})
-    write_outputs(rows, models, ratios, kind, protocol, output)
+    write_outputs(rows, models, ratios, kind, dataset, protocol, output)
     return rows
 
 
@@ -230,7 +230,7 @@ def _detection_cell(entry: dict[str, Any]) -> str:
 
 
 def write_outputs(rows: list[dict[str, Any]], models: list[str], ratios: list[float],
-                  kind: str, protocol: str, output: Path) -> str:
+                  kind: str, dataset: str, protocol: str, output: Path) -> str:
     buffer = io.StringIO()
     fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "model", k != "noise", k))
     writer = csv.DictWriter(buffer, fieldnames=fields)
@@ -239,7 +239,8 @@ def write_outputs(rows: list[dict[str, Any]], models: list[str], ratios: list[fl
     atomic_write_text(output / "results.csv", buffer.getvalue())
     summary = summarize(rows, models, ratios)
     atomic_write_text(output / "summary.json", json.dumps(
-        {"protocol": protocol, "noise_kind": kind, "summary": summary}, indent=1))
+        {"dataset": dataset, "protocol": protocol, "noise_kind": kind, "summary": summary},
+        indent=1))
     table = markdown_table(
         ["model", "noise", "seeds", *(m.upper() for m in REPORTED), "p vs " + models[0],
          "NDCG@10 vs noise 0 (p)", "detection ROC-AUC"],
@@ -250,10 +251,10 @@ def write_outputs(rows: list[dict[str, Any]], models: list[str], ratios: list[fl
           if "p_vs_clean" in s else "-",
           _detection_cell(s)]
          for s in summary])
-    text = (f"protocol: {protocol}   noise: {kind} (training data only)   "
+    text = (f"dataset: {dataset}   protocol: {protocol}   noise: {kind} (training data only)   "
             f"p: paired permutation test of per-user NDCG@10 (mean over seeds)\n\n{table}\n")
     atomic_write_text(output / "summary.md", text)
     robustness_plot(output / "robustness.png", summary, models, "ndcg@10",
-                    f"{protocol} protocol, {kind} noise")
+                    f"{dataset}, {protocol} protocol, {kind} noise")
     print(text)
     return text
