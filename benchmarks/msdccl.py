@@ -11,7 +11,7 @@ dominates its cost (spec §9).
 
 Usage::
 
-    DENOISEREC_DATA=/work/shared/data .venv/bin/python benchmarks/msdccl.py \\
+    DENOISEREC_DATA=../shared/data .venv/bin/python benchmarks/msdccl.py \\
         --batches 40 --inner 2048 256 --threads 2
 """
 

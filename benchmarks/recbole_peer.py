@@ -2,15 +2,15 @@
 
 This is the RecBole side of ``benchmarks/vs_recbole.py``: it trains RecBole's own SASRec on
 RecBole's bundled ml-100k under exactly the protocol of
-``/work/shared/docs/protocols/recbole.md`` (section 2: leave-one-out split by user, time
+``docs/protocols/recbole.md`` of the shared folder (section 2: leave-one-out split by user, time
 order, full ranking, CE loss, no negative sampling, 50-item windows) and records, per epoch,
 the wall-clock seconds of training and of the validation evaluation together with the loss and
 the validation metrics, then the test metrics of the best validation epoch.
 
-It must run under the RecBole virtual environment (``/work/peer/.venv-recbole``, built with the
-install recipe of recbole.md section 1), not under denoiserec's own environment::
+It must run under the RecBole virtual environment (``.venv-recbole``, built by ``make peer`` from
+the shared lock file, recbole.md section 1), not under denoiserec's own environment::
 
-    /work/peer/.venv-recbole/bin/python benchmarks/recbole_peer.py \\
+    .venv-recbole/bin/python benchmarks/recbole_peer.py \\
         --seed 2020 --epochs 20 --threads 1 --output benchmarks/out/recbole_seed2020.json
 
 The pipeline is RecBole's ``run_recbole`` (Config, ``init_seed``, ``create_dataset``,
@@ -55,7 +55,7 @@ FRAMEWORK = "recbole 1.2.1"
 MODEL = "SASRec"
 DATASET = "ml-100k"
 VALID_METRIC = "ndcg@10"
-DEFAULT_WORKDIR = Path("/work/peer/recbole_work")
+DEFAULT_WORKDIR = Path(__file__).resolve().parent / "out" / "recbole_work"  # git-ignored
 SASREC_HPARAMS = (
     "n_layers",
     "n_heads",
