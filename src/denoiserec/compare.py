@@ -151,7 +151,7 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
     first_seed = load_config(overrides=base).train.seed
     clean = load_dataset(load_config(overrides=base).data)
     cells = [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]
-    pending = cells
+    pending, announced = cells, ""
     while pending:
         busy = []
         for cell in pending:
@@ -164,8 +164,10 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
                     train_config(cell_config(base, cell, kind), run_dir, clean)
         pending = [c for c in busy if not _finished(output / "cells" / c.name)]
         if pending:
-            print(f"[compare] waiting for {', '.join(c.name for c in pending)} "
-                  "(trained by another process)")
+            waiting = ", ".join(c.name for c in pending)
+            if waiting != announced:
+                print(f"[compare] waiting for {waiting} (trained by another process)")
+                announced = waiting
             time.sleep(poll_seconds)
     rows: list[dict[str, Any]] = []
     for cell in cells:
