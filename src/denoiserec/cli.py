@@ -82,7 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print("denoiserec demo: SASRec on the built-in synthetic log (600 users, 400 items), "
           "recbole protocol (leave-one-out, full ranking)")
     result = train(model="sasrec", dataset="synthetic", protocol="recbole",
-                   overrides=["epochs=6", "train.patience=3", *args.overrides], output=output)
+                   overrides=["epochs=4", *args.overrides], output=output)
     print(f"protocol: {result.protocol}   best epoch: {result.best_epoch}   "
           f"run: {result.run_dir}")
     print(result.table())
