@@ -12,8 +12,7 @@ samples keep/drop with a Gumbel-softmax gate and trains a second causal Transfor
 items with BPR; a cross-signal contrastive loss (§4.3.3) pulls the soft representation towards
 kept items and away from dropped ones; an S-shaped curriculum (§4.5) leaves each batch's
 hardest samples out of the CE early on. ``L = L_rec(curriculum) + lambda * (L_bpr + L_cl)``.
-
-Deviations: reference does X (spec §N) -> we do Y, because Z.
+Deviations, as "reference does X (spec §N) -> we do Y, because Z":
 
 * Gate: Gumbel noise on *probabilities*, a near coin flip (§2.5, §7.3) -> on log-probabilities,
   so the gate follows the scorer. Straight-through, forward exactly 0/1
@@ -36,18 +35,16 @@ Deviations: reference does X (spec §N) -> we do Y, because Z.
   straight-through gradient scales as 1/tau and is zero or spiky at 1e-3.
 * LR scheduler stepped per epoch, lr * (T - e) / T, no warm-up (§4.2) -> the trainer's per-batch
   warm-up (``train.warmup_steps``), then constant (a trainer matter).
-* Negatives come from RecBole's sampler -> drawn here (``sample_negatives``, one per instance,
-  redrawn when equal to the target, as RecBole) unless the trainer gives some
-  (``train.loss=bpr``, which also makes the soft term BPR instead of CE). BPR is -logsigmoid,
-  not -log(1e-10 + sigmoid). Window, compaction and curriculum are vectorised (§7.16-17).
+* RecBole's sampler -> ``sample_negatives`` (one per instance, redrawn when equal to the target)
+  unless ``train.loss=bpr`` gives some (the soft term is then BPR too). BPR is -logsigmoid, not
+  -log(1e-10 + sigmoid). Window, compaction and curriculum are vectorised (§7.16-17).
 * Not implemented: ``train_set_ratio`` (always 1), pre-trained embeddings, the cosine
   diagnostics; no unused [MASK] row or Cloze objective (the reference never calls them).
 
-Known degeneracy (measured, ml-100k, H = 32): L_cl is 0 exactly when nothing is dropped, so once
-its gradient reaches the gate (``contrastive_gate_gradient``, as in the reference) the gate keeps
-everything within ~20 batches and the hard level is inert; without that gradient the CE pushes
-the clean probabilities down and the gate drops almost everything. ``gate_centering`` (off by
-default, not in the paper) gates on the keep logit minus its row mean, which fixes the level.
+Known degeneracy (measured on ml-100k, benchmarks/RESULTS.md §3): L_cl is 0 exactly when nothing
+is dropped, so with its gradient at the gate (``contrastive_gate_gradient``, as the reference)
+the gate keeps everything within an epoch; without it the CE drives the gate to drop almost
+everything. ``gate_centering`` (off; not in the paper) gates on keep logit minus row mean.
 """
 
 from __future__ import annotations
@@ -60,8 +57,9 @@ from torch import nn
 
 from denoiserec.data.batches import Batch
 from denoiserec.errors import ConfigError
-from denoiserec.models.base import ModelOutput, SequentialRecommender, gather_last
+from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.models.registry import register
+from denoiserec.nn.backbones import GRUOverEmbeddings, TransformerOverEmbeddings
 from denoiserec.nn.contrastive import cross_signal_contrastive
 from denoiserec.nn.gumbel import (
     centred_gate_logits,
@@ -186,9 +184,8 @@ def _check(config: MSDCCLConfig) -> None:
 
 
 def _init_msdccl(module: nn.Module) -> None:
-    """Reference init of MSDCCL's own modules: xavier-normal Linear/Embedding, zero biases,
-    unit LayerNorm; Conv2d keeps PyTorch's default (spec §2.0). The fused q/k/v weight gets
-    xavier per (H, H) block, as the reference's three separate layers."""
+    """Reference init (spec §2.0): xavier-normal Linear/Embedding (fused q/k/v per (H, H) block),
+    zero biases, unit LayerNorm, PyTorch's default for Conv2d."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.xavier_normal_(module.weight)
     if isinstance(module, nn.Linear) and module.bias is not None:
@@ -227,47 +224,15 @@ class MsdcclAttnReadout(nn.Module):
         return F.log_softmax(logits, -1), self.value(x) * mask
 
 
-class MsdcclTransformerBackbone(nn.Module):
-    """BERT4Rec (bidirectional) or SASRec (causal) encoder over given input embeddings: own
-    position table, LayerNorm, dropout, post-LN Transformer (the reference's sub-models)."""
-
-    def __init__(self, config: MSDCCLConfig, max_len: int, causal: bool) -> None:
-        super().__init__()
-        H = config.hidden_size
-        self.causal = causal
-        self.position_embedding = nn.Embedding(max_len, H)
-        self.norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.backbone_hidden_dropout)
-        self.encoder = TransformerEncoder(
-            config.backbone_layers, H, config.backbone_heads, config.backbone_inner_size or H,
-            config.backbone_hidden_dropout, config.backbone_attn_dropout, config.backbone_act,
-            config.layer_norm_eps)
-        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
-
-    def forward(self, inputs: torch.Tensor, items: torch.Tensor,
-                query: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L, H) inputs -> (B, L, H), or (B, H) at positions ``query``."""
-        positions = self.position_embedding.weight[: items.shape[1]]
-        x = self.dropout(self.norm(inputs + positions[None]))
-        return self.encoder(x, attention_mask(items, causal=self.causal), query)
-
-
-class MsdcclGRUBackbone(nn.Module):
-    """GRU4Rec over given input embeddings: dropout -> GRU (no bias) -> dense."""
-
-    def __init__(self, config: MSDCCLConfig) -> None:
-        super().__init__()
-        H = config.hidden_size
-        self.dropout = nn.Dropout(config.gru_dropout)
-        self.gru = nn.GRU(H, H, config.gru_layers, bias=False, batch_first=True)
-        self.dense = nn.Linear(H, H)
-        for weight in self.gru.parameters():  # weights only (bias=False)
-            nn.init.xavier_uniform_(weight)  # RecBole's GRU4Rec init
-
-    def forward(self, inputs: torch.Tensor, items: torch.Tensor,
-                query: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.dense(self.gru(self.dropout(inputs))[0])  # (B, L, H); right padding
-        return hidden if query is None else gather_last(hidden, query + 1)
+def _backbone(c: MSDCCLConfig, max_len: int) -> nn.Module:
+    """The soft branch's recommender over the re-weighted embeddings (reference sub-models)."""
+    if c.backbone == "gru4rec":
+        return GRUOverEmbeddings(c.hidden_size, c.gru_layers, c.gru_dropout)
+    return TransformerOverEmbeddings(
+        c.hidden_size, max_len, c.backbone_layers, c.backbone_heads,
+        c.backbone_inner_size or c.hidden_size, c.backbone_hidden_dropout,
+        c.backbone_attn_dropout, c.backbone_act, c.layer_norm_eps, c.initializer_range,
+        causal=c.backbone == "sasrec")
 
 
 @register
@@ -298,8 +263,7 @@ class MSDCCL(SequentialRecommender):
         # shared item table and backbone, with the backbone's N(0, 0.02) init
         self.item_embedding = nn.Embedding(n_items + 1, H, padding_idx=0)
         init_bert_weights(self.item_embedding, c.initializer_range)
-        self.backbone = (MsdcclGRUBackbone(c) if c.backbone == "gru4rec" else
-                         MsdcclTransformerBackbone(c, max_len, causal=c.backbone == "sasrec"))
+        self.backbone = _backbone(c, max_len)
         self.epoch = 0
         self.steps_per_epoch: int | None = None
         self.gumbel_tau = c.gumbel_temperature
