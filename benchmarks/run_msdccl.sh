@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# MSDCCL benchmark (issue 4, RESULTS.md section 3): MSDCCL vs its BERT4Rec backbone vs SASRec at
+# equal size (H = 64, L = 50, MSDCCL's encoders' FFN 256), recbole protocol, 8-epoch budget,
+# 3 seeds, clean and 20 % inserted noise; then the ablations (seed 2020, clean).
+# Each worker is one process on one thread; cells are locked, so WORKERS processes share the
+# comparison and a rerun reuses every finished cell (~5 min per MSDCCL epoch per core here).
+# Usage: DENOISEREC_DATA=../shared/data bash benchmarks/run_msdccl.sh [DATASET] [WORKERS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATASET=${1:-ml-100k}
+WORKERS=${2:-2}
+OUT=benchmarks/out/msdccl-$DATASET
+COMMON=(--models msdccl,bert4rec,sasrec --dataset "$DATASET" --protocol recbole --noise-kind insert
+        --seeds 3 --set epochs=8 --set model.hidden_size=64 --set model.inner_size=256
+        --set train.threads=1 --set train.progress=false --output "$OUT")
+ABLATIONS=("no-hard model.use_hard_branch=false" "no-contrastive model.use_contrastive=false"
+           "no-curriculum model.curriculum=none")
+
+ablation() {  # name override: one clean seed-2020 MSDCCL run with one part switched off
+  .venv/bin/denoiserec train --config "$OUT/cells/msdccl-noise0-seed2020/config.yaml" \
+    --set "$2" --output "$OUT-ablation/$1"
+}
+
+worker() {  # clean cells first, then this worker's share of the ablations, then the noisy cells
+  local index=$1
+  .venv/bin/denoiserec compare --noise 0 "${COMMON[@]}"
+  for ((a = index; a < ${#ABLATIONS[@]}; a += WORKERS)); do
+    # shellcheck disable=SC2086
+    [ -f "$OUT-ablation/${ABLATIONS[a]%% *}/test_ranks.csv" ] || ablation ${ABLATIONS[a]}
+  done
+  .venv/bin/denoiserec compare --noise 0,0.2 "${COMMON[@]}"
+}
+
+for ((w = 0; w < WORKERS; w++)); do
+  worker "$w" > "$OUT-worker$w.log" 2>&1 &
+  sleep 5
+done
+wait
