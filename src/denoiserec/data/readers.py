@@ -8,9 +8,6 @@ Formats: RecBole atomic ``.inter`` (with MBHT's multi-behaviour rows), one line 
 
 from __future__ import annotations
 
-import csv
-import io
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
 from pathlib import Path
@@ -19,6 +16,18 @@ import numpy as np
 import pandas as pd
 
 from denoiserec.data.log import RawLog
+from denoiserec.data.parsing import (
+    Lines,
+    check_file,
+    error_summary,
+    float_column,
+    location,
+    parse_csv,
+    read_text,
+    str_array,
+    strict_frame,
+    token_column,
+)
 from denoiserec.errors import DataError
 
 ROLES = ("user", "item", "timestamp", "rating", "behaviour")
@@ -36,65 +45,6 @@ _OPTIONAL_DEFAULTS = {"timestamp": ("timestamp",), "rating": ("rating",),
                       "behaviour": ("behavior", "behaviour", "item_type", "behavior_type")}
 _TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".parquet": None, ".pq": None}
 _KNOWN_FORMATS = ".inter, .txt, u.data, .dat, UserBehavior*.csv, .csv, .tsv, .tab, .parquet, .pq"
-_PANDAS_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-
-Lines = Sequence[int] | None  # file line of each row, or None where rows have no line (Parquet)
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise DataError(f"{path}: not a regular file")
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _read_text(path: Path) -> str:
-    """The whole file as text; missing, unreadable, non-UTF-8 and blank files are errors."""
-    _check_file(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
-    if not text.strip():
-        raise DataError(f"{path}: empty file")
-    return text
-
-
-def _where(path: Path, lines: Lines, row: int) -> str:
-    return f"{path}: row {row + 1}" if lines is None else f"{path}:{lines[row]}"
-
-
-def _strings(values: Sequence[str]) -> np.ndarray:
-    return np.asarray(values, dtype=object)
-
-
-def _floats(path: Path, lines: Lines, values: pd.Series, name: str) -> np.ndarray:
-    """float64 numbers (datetimes: seconds since the epoch); missing or non-numeric is an error."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        values = (values - pd.Timestamp(0, tz=values.dt.tz)) / pd.Timedelta(seconds=1)
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.flatnonzero(~np.isfinite(numbers))
-    if len(bad):
-        value = values.iloc[bad[0]]
-        problem = f"{name} '{value}' is not a finite number"
-        if pd.isna(value):
-            problem = f"missing {name}"
-        raise DataError(f"{_where(path, lines, bad[0])}: {problem}")
-    return numbers
-
-
-def _tokens(path: Path, lines: Lines, values: pd.Series, name: str) -> np.ndarray:
-    """A column as a str array; a missing (or, in text files, empty) cell is an error."""
-    missing = np.flatnonzero(values.isna().to_numpy())
-    if len(missing):
-        raise DataError(f"{_where(path, lines, missing[0])}: missing {name}")
-    return _strings(values.astype(str).tolist())
 
 
 def _pick(columns: Iterable[object], names: Sequence[str]) -> str | None:
@@ -107,35 +57,6 @@ def _present_optional_roles(columns: Iterable[object]) -> dict[str, str]:
     columns = list(columns)
     picked = {role: _pick(columns, names) for role, names in _OPTIONAL_DEFAULTS.items()}
     return {role: name for role, name in picked.items() if name is not None}
-
-
-def _fields_per_line(text: str, separator: str) -> np.ndarray:
-    """How many ``separator``-separated fields each line of ``text`` has (vectorised)."""
-    codes = np.frombuffer(text.encode(), dtype=np.uint8)
-    line_ends = np.append(np.flatnonzero(codes == ord("\n")), len(codes))
-    separators_before = np.searchsorted(np.flatnonzero(codes == ord(separator)), line_ends)
-    return np.diff(separators_before, prepend=0) + 1
-
-
-def _strict_frame(path: Path, text: str, separator: str, width: int, skip: int) -> pd.DataFrame:
-    """The lines of ``text`` after the first ``skip`` as str columns, each exactly ``width`` wide.
-
-    Checking the field counts first gives an exact line for ragged rows, which pandas would pad
-    with NaN or fold into an index instead.
-    """
-    text = text.rstrip("\n")
-    counts = _fields_per_line(text, separator)
-    if len(counts) <= skip:
-        raise DataError(f"{path}: header only, no data rows")
-    bad = skip + np.flatnonzero(counts[skip:] != width)
-    if len(bad):
-        raise DataError(
-            f"{path}:{bad[0] + 1}: expected {width} fields separated by {separator!r}, "
-            f"found {counts[bad[0]]}"
-        )
-    return _parse_csv(
-        path, io.StringIO(text), sep=separator, header=None, skiprows=skip, quoting=csv.QUOTE_NONE
-    )
 
 
 def _atomic_field(path: Path, field: str) -> str:
@@ -170,11 +91,11 @@ def read_atomic(path: str | Path) -> RawLog:
         The log in file order.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     header = [_atomic_field(path, field) for field in text.partition("\n")[0].split("\t")]
     if len(set(header)) != len(header):
         raise DataError(f"{path}:1: duplicate field names in header {header}")
-    frame = _strict_frame(path, text, "\t", len(header), skip=1)
+    frame = strict_frame(path, text, "\t", len(header), skip=1)
     frame.columns = header
     lines = range(2, len(frame) + 2)
     mapping = {"user": _require(path, header, _USER_FIELDS),
@@ -186,8 +107,8 @@ def read_atomic(path: str | Path) -> RawLog:
 
 def _atomic_samples(path: Path, frame: pd.DataFrame, lines: Lines, user: str) -> RawLog:
     """Expand ``history + target`` rows; types from ``item_type_list``, the target gets '0'."""
-    users = _tokens(path, lines, frame[user], user)
-    targets = _tokens(path, lines, frame["item_id"], "item_id")
+    users = token_column(path, lines, frame[user], user)
+    targets = token_column(path, lines, frame["item_id"], "item_id")
     histories = [text.split() for text in frame["item_id_list"].fillna("")]
     lengths = [len(history) + 1 for history in histories]
     pairs = zip(histories, targets, strict=True)
@@ -201,12 +122,12 @@ def _atomic_samples(path: Path, frame: pd.DataFrame, lines: Lines, user: str) ->
                     f"{path}:{line}: item_id_list has {len(history)} items but item_type_list "
                     f"has {len(kind)} types"
                 )
-        behaviours = _strings(
+        behaviours = str_array(
             list(chain.from_iterable(kind + [SEQUENCE_TARGET_BEHAVIOUR] for kind in kinds))
         )
     return RawLog(
         users=np.repeat(users, lengths),
-        items=_strings(list(items)),
+        items=str_array(list(items)),
         behaviours=behaviours,
         source=str(path),
     )
@@ -226,7 +147,7 @@ def read_line_per_user(path: str | Path) -> RawLog:
     path = Path(path)
     first_line: dict[str, int] = {}
     sequences: list[list[str]] = []
-    for n, line in enumerate(_read_text(path).splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         tokens = line.split()
         if not tokens:
             continue
@@ -240,43 +161,26 @@ def read_line_per_user(path: str | Path) -> RawLog:
         sequences.append(tokens)
     lengths = [len(tokens) - 1 for tokens in sequences]
     return RawLog(
-        users=np.repeat(_strings(list(first_line)), lengths),
-        items=_strings(list(chain.from_iterable(tokens[1:] for tokens in sequences))),
+        users=np.repeat(str_array(list(first_line)), lengths),
+        items=str_array(list(chain.from_iterable(tokens[1:] for tokens in sequences))),
         source=str(path),
     )
-
-
-def _parse_csv(path: Path, source: str | Path | io.StringIO, **options: object) -> pd.DataFrame:
-    """``pd.read_csv`` with every cell a str (only empty cells missing), errors as DataError."""
-    try:
-        frame = pd.read_csv(
-            source, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False,
-            **options,
-        )
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path}: empty file") from exc
-    except pd.errors.ParserError as exc:
-        found = _PANDAS_FIELDS.search(str(exc))
-        if found is None:
-            raise DataError(f"{path}: cannot parse: {_first_line(exc)}") from exc
-        expected, line, saw = found.groups()
-        raise DataError(f"{path}:{line}: expected {expected} fields, found {saw}") from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read: {_first_line(exc)}") from exc
-    return frame
 
 
 def _frame_log(path: Path, frame: pd.DataFrame, mapping: Mapping[str, str], lines: Lines) -> RawLog:
     """A RawLog from the table columns that ``mapping`` assigns to each role."""
     if frame.empty:
         raise DataError(f"{path}: empty table (no rows)")
-    time, rating, behaviour = (mapping.get(role) for role in ("timestamp", "rating", "behaviour"))
+    def column(role: str, convert: Callable[..., np.ndarray]) -> np.ndarray | None:
+        name = mapping.get(role)
+        return None if name is None else convert(path, lines, frame[name], name)
+
     return RawLog(
-        users=_tokens(path, lines, frame[mapping["user"]], mapping["user"]),
-        items=_tokens(path, lines, frame[mapping["item"]], mapping["item"]),
-        timestamps=None if time is None else _floats(path, lines, frame[time], time),
-        ratings=None if rating is None else _floats(path, lines, frame[rating], rating),
-        behaviours=None if behaviour is None else _tokens(path, lines, frame[behaviour], behaviour),
+        users=column("user", token_column),
+        items=column("item", token_column),
+        timestamps=column("timestamp", float_column),
+        ratings=column("rating", float_column),
+        behaviours=column("behaviour", token_column),
         source=str(path),
     )
 
@@ -293,11 +197,11 @@ def read_movielens(path: str | Path) -> RawLog:
         The log with ratings and timestamps, in file order.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     if "::" in text.partition("\n")[0]:
         text = text.replace("::", "\t")  # lets pandas' C parser read ratings.dat
     names = ("user", "item", "rating", "timestamp")
-    frame = _strict_frame(path, text, "\t", len(names), skip=0)
+    frame = strict_frame(path, text, "\t", len(names), skip=0)
     frame.columns = list(names)
     return _frame_log(path, frame, {name: name for name in names}, range(1, len(frame) + 1))
 
@@ -337,16 +241,16 @@ def read_table(path: str | Path, columns: Mapping[str, str] | None = None) -> Ra
     suffix = path.suffix.lower()
     if suffix not in _TABLE_SEPARATORS:
         raise DataError(f"{path}: not a table (suffixes: {', '.join(_TABLE_SEPARATORS)})")
-    _check_file(path)
+    check_file(path)
     separator = _TABLE_SEPARATORS[suffix]
     if separator is None:
         try:
             frame = pd.read_parquet(path, engine="pyarrow")
         except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: cannot read as Parquet: {_first_line(exc)}") from exc
+            raise DataError(f"{path}: cannot read as Parquet: {error_summary(exc)}") from exc
         lines = None
     else:
-        frame = _parse_csv(path, path, sep=separator)
+        frame = parse_csv(path, path, sep=separator)
         lines = range(2, len(frame) + 2)
     return _frame_log(path, frame, _table_columns(path, frame, columns or {}), lines)
 
@@ -361,14 +265,15 @@ def read_taobao(path: str | Path) -> RawLog:
         The log with unix-second timestamps and behaviours, in file order.
     """
     path = Path(path)
-    frame = _strict_frame(path, _read_text(path), ",", len(TAOBAO_COLUMNS), skip=0)
+    frame = strict_frame(path, read_text(path), ",", len(TAOBAO_COLUMNS), skip=0)
     frame.columns = list(TAOBAO_COLUMNS)
     lines = range(1, len(frame) + 1)
     log = _frame_log(path, frame, _TAOBAO_ROLES, lines)
     unknown = np.flatnonzero(~pd.Series(log.behaviours).isin(TAOBAO_BEHAVIOURS).to_numpy())
     if len(unknown):
         raise DataError(
-            f"{_where(path, lines, unknown[0])}: unknown behaviour '{log.behaviours[unknown[0]]}' "
+            f"{location(path, lines, unknown[0])}: "
+            f"unknown behaviour '{log.behaviours[unknown[0]]}' "
             f"(expected {', '.join(TAOBAO_BEHAVIOURS)})"
         )
     return log
@@ -400,7 +305,7 @@ def read_log(path: str | Path, columns: Mapping[str, str] | None = None) -> RawL
         The file's log.
     """
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     reader = _reader_for(path)
     if reader is None and path.suffix.lower() in _TABLE_SEPARATORS:
         return read_table(path, columns)
