@@ -85,7 +85,7 @@ def detection_of(run_dir: Path, config: RunConfig, clean: Interactions) -> dict[
     return report
 
 
-def _per_user_ndcg(run_dir: Path) -> dict[str, float]:
+def per_user_ndcg(run_dir: Path) -> dict[str, float]:
     with open(run_dir / "test_ranks.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     values = per_user_metric(np.array([int(r["rank"]) for r in rows]), k=10, metric="ndcg")
@@ -199,7 +199,7 @@ def summarize(rows: list[dict[str, Any]], models: list[str], ratios: list[float]
     for ratio in ratios:
         for model in models:
             cells = [r for r in rows if r["model"] == model and r["noise"] == ratio]
-            users = [_per_user_ndcg(Path(c["run_dir"])) for c in cells]
+            users = [per_user_ndcg(Path(c["run_dir"])) for c in cells]
             per_user[model, ratio] = {u: float(np.mean([d[u] for d in users])) for u in users[0]}
             entry: dict[str, Any] = {"model": model, "noise": ratio, "seeds": len(cells)}
             for metric in REPORTED:
