@@ -36,3 +36,4 @@ for ((w = 0; w < WORKERS; w++)); do
   sleep 5
 done
 wait
+.venv/bin/python benchmarks/msdccl_ablations.py --output "$OUT"
