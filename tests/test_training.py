@@ -67,6 +67,16 @@ def test_run_directory_contents_and_reevaluation(tiny_log, tmp_path):
     assert fmlp["test"].metrics["hit@10"] >= result.test["hit@10"]  # masking only helps
 
 
+def test_reevaluating_the_last_checkpoint_gives_the_final_epochs_valid_metrics(tiny_log, tmp_path):
+    result = train_config(tiny_config(epochs=3), tmp_path / "run", tiny_log)
+    last = evaluate_run(tmp_path / "run", log=tiny_log, checkpoint="last")
+    best = evaluate_run(tmp_path / "run", log=tiny_log)
+    assert last["valid"].metrics == pytest.approx(result.history[-1]["valid"])
+    assert best["valid"].metrics == pytest.approx(result.history[result.best_epoch]["valid"])
+    with pytest.raises(ConfigError, match="checkpoint 'final' unknown"):
+        evaluate_run(tmp_path / "run", log=tiny_log, checkpoint="final")
+
+
 def test_same_seed_same_run_other_seed_other_run(tiny_log, tmp_path):
     first = train_config(tiny_config(epochs=1), tmp_path / "a", tiny_log)
     again = train_config(tiny_config(epochs=1), tmp_path / "b", tiny_log)

@@ -37,9 +37,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from denoiserec.report.tables import metrics_table
     from denoiserec.run import evaluate_run
 
-    evaluations = evaluate_run(args.run_dir, protocol=args.protocol)
+    evaluations = evaluate_run(args.run_dir, protocol=args.protocol,
+                               checkpoint=args.checkpoint)
     protocol = evaluations["test"].protocol
-    print(f"protocol: {protocol}   run: {args.run_dir}")
+    print(f"protocol: {protocol}   checkpoint: {args.checkpoint}   run: {args.run_dir}")
     print(metrics_table({name: e.metrics for name, e in evaluations.items()}))
     if args.json:
         payload = {"protocol": protocol, **{n: e.metrics for n, e in evaluations.items()}}
@@ -130,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(train)
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint")
+    evaluate = sub.add_parser("evaluate", help="re-evaluate a run's best (or last) checkpoint")
     evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                          help="best valid epoch (default) or the final epoch")
     evaluate.add_argument("--protocol", choices=["recbole", "fmlp", "sampled"])
     evaluate.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     evaluate.set_defaults(func=cmd_evaluate)

@@ -141,7 +141,7 @@ def train_config(config: RunConfig, run_dir: Path | str | None = None,
         atomic_write_text(metrics_path, json.dumps(_report(trainer, split_, started), indent=1))
 
     trainer.fit(on_epoch=write_progress)
-    trainer.load_best()
+    trainer.load_weights()
     test_started = time.perf_counter()
     test = trainer.evaluate("test")
     report = _report(trainer, split_, started)
@@ -177,21 +177,23 @@ def load_run_config(run_dir: Path | str) -> RunConfig:
 
 
 def restore(run_dir: Path | str, config: RunConfig | None = None,
-            log: Interactions | None = None) -> Trainer:
-    """A Trainer holding the best checkpoint of ``run_dir`` (its data prepared again)."""
+            log: Interactions | None = None, checkpoint: str = "best") -> Trainer:
+    """A Trainer holding the ``best`` (or ``last``) weights of ``run_dir``, data prepared anew."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir) if config is None else config
     config = replace(config, train=replace(config.train, progress=False))
     trainer = Trainer(config, prepare(config, log), run_dir)
-    trainer.load_best()
+    trainer.load_weights(checkpoint)
     return trainer
 
 
 def evaluate_run(run_dir: Path | str, protocol: str | None = None,
-                 log: Interactions | None = None) -> dict[str, Evaluation]:
-    """Re-evaluate a run's best checkpoint on valid and test, optionally under another protocol."""
+                 log: Interactions | None = None,
+                 checkpoint: str = "best") -> dict[str, Evaluation]:
+    """Re-evaluate a run's ``best`` (or ``last``) checkpoint on valid and test, optionally under
+    another protocol."""
     config = load_run_config(run_dir)
     if protocol is not None:
         config = replace(config, protocol=ProtocolConfig(name=protocol))
-    trainer = restore(run_dir, config, log)
+    trainer = restore(run_dir, config, log, checkpoint)
     return {"valid": trainer.evaluate("valid"), "test": trainer.evaluate("test")}

@@ -35,6 +35,8 @@ from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
 from denoiserec.train.evaluate import Evaluation, evaluate
 from denoiserec.train.losses import LOSSES, Objective, sample_negatives
 
+CHECKPOINTS = ("best", "last")  # the run directory's weights: best valid epoch, final epoch
+
 
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
     """Seed every RNG once per run. Deterministic kernels are only requested on CUDA: the CPU
@@ -207,8 +209,12 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return True
 
-    def load_best(self) -> None:
-        state = load_checkpoint(self.run_dir / "best.pt", expect=self.meta())
+    def load_weights(self, checkpoint: str = "best") -> None:
+        """Load the weights of ``best.pt`` (or of ``last.pt``, the final epoch's, when asked)."""
+        if checkpoint not in CHECKPOINTS:
+            choices = " or ".join(CHECKPOINTS)
+            raise ConfigError(f"checkpoint '{checkpoint}' unknown (choose {choices})")
+        state = load_checkpoint(self.run_dir / f"{checkpoint}.pt", expect=self.meta())
         self.model.load_state_dict(state["model"])
 
     # -- the loop ----------------------------------------------------------------------------
