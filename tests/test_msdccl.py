@@ -295,6 +295,23 @@ def test_soft_weights_are_normalised_once() -> None:
     assert torch.allclose(raw[1], log_probs[..., 0].exp() * real)
 
 
+def test_soft_weights_stay_finite_when_every_clean_probability_underflows(monkeypatch) -> None:
+    """A gate pushed to drop everything (log pi ~ -200: pi = 0 in float32) must still give
+    the normalised weights pi_i / sum_j pi_j * n and finite gradients (was 0 * inf = NaN)."""
+    model, batch = _model().eval(), _batch()
+    real = batch.items > 0
+    log_clean = (-200.0 + torch.randn(batch.items.shape, generator=torch.Generator().manual_seed(1))
+                 ).requires_grad_()
+    log_probs = torch.stack([log_clean, torch.zeros_like(log_clean)], -1)
+    values = torch.ones(*batch.items.shape, 16)
+    monkeypatch.setattr(model.readout, "forward", lambda *_: (log_probs, values))
+    _, weights, _ = model.soft_denoise(batch)
+    reference = torch.where(real, log_clean.detach().double(), -torch.inf).softmax(1)
+    assert torch.allclose(weights.double(), reference * batch.lengths[:, None], atol=1e-5)
+    weights[real].pow(2).sum().backward()
+    assert torch.isfinite(log_clean.grad).all() and log_clean.grad[real].abs().sum() > 0
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_no_target_leaks_into_the_scored_representation(train: bool) -> None:
     model = _model(**NO_DROPOUT).train(train)

@@ -114,6 +114,20 @@ def test_nan_loss_stops_with_a_clear_error(tiny_log, tmp_path, monkeypatch):
         train_config(tiny_config(epochs=1), tmp_path / "run", tiny_log)
 
 
+def test_nan_gradient_with_a_finite_loss_stops_with_a_clear_error(tiny_log, tmp_path,
+                                                                  monkeypatch):
+    from denoiserec.models.sasrec import SASRec
+
+    def nan_gradient(self):  # forward W, backward 1 + 0 * d sqrt(x) / dx at x = 0 = NaN
+        weight = self.item_embedding.weight
+        return weight + (weight * 0).sqrt()
+
+    monkeypatch.setattr(SASRec, "item_embeddings", nan_gradient)
+    with pytest.raises(TrainingError, match="gradient became nan at epoch 0, batch 0"):
+        train_config(tiny_config(epochs=1), tmp_path / "run", tiny_log)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 @pytest.mark.parametrize("model", ["gru4rec", "bert4rec"])
 def test_other_models_train_and_improve_over_chance(tiny_log, tmp_path, model):
     config = load_config(overrides=[f"model={model}", "model.hidden_size=16" if model ==

@@ -26,26 +26,24 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   left zero-padded, the same in training and evaluation; no target reaches a scored
   representation (so "target-aware" names nothing here).
 * Soft weights: a second softmax over all L positions, padding included, gives ~1/L (§2.3,
-  §7.5) -> one normalisation, ``w_i = pi_i * n / sum_j pi_j`` over the n real items (mean 1;
+  §7.5) -> one normalisation, ``w_i = pi_i * n / sum_j pi_j`` over the n real items (mean 1,
+  computed as ``n * softmax(log pi)``: finite gradients even when every pi underflows;
   ``soft_weight_norm=none``: ``w_i = pi_i``), so the weights act.
 * Temperatures decay compounding per 40 batches, at their floors after 360/720 batches (§4.3,
   §7.6) -> exponential in the global step, at the floor after ``anneal_epochs`` epochs (steps
   per epoch inferred at the first epoch change: the start value holds in epoch 0);
   ``temperature_annealing=reference`` reproduces the reference. Gumbel floor 1e-3 -> 0.1: the
   straight-through gradient scales as 1/tau and is zero or spiky at 1e-3.
-* LR scheduler stepped per epoch, lr * (T - e) / T, no warm-up (§4.2) -> the trainer's per-batch
-  warm-up (``train.warmup_steps``), then constant (a trainer matter).
+* LR stepped per epoch, lr * (T - e) / T, no warm-up (§4.2) -> the trainer's per-batch warm-up.
 * RecBole's sampler -> ``sample_negatives`` (one per instance, redrawn when equal to the target)
   unless ``train.loss=bpr`` gives some (the soft term is then BPR too). BPR is -logsigmoid, not
   -log(1e-10 + sigmoid). Window, compaction and curriculum are vectorised (§7.16-17).
 * Not implemented: ``train_set_ratio`` (always 1), pre-trained embeddings, the cosine
   diagnostics; no unused [MASK] row or Cloze objective (the reference never calls them).
 
-Known degeneracy (measured on ml-100k, benchmarks/RESULTS.md §3): L_cl is 0 exactly when nothing
-is dropped, so with its gradient at the gate (``contrastive_gate_gradient``, as the reference)
-the gate keeps everything within an epoch; without it the CE drives the gate to drop almost
-everything. ``gate_centering`` (off; not in the paper) gates on keep logit minus row mean.
-"""
+Known degeneracy (ml-100k, benchmarks/RESULTS.md §3): L_cl is 0 exactly when nothing is dropped,
+so with L_cl at the gate (as the reference) it keeps everything within an epoch; without L_cl
+the gate drops all but the fallback item. ``gate_centering`` (off; ours) centres its logits."""
 
 from __future__ import annotations
 
@@ -177,8 +175,7 @@ def _check(config: MSDCCLConfig) -> None:
     for key, allowed in (("backbone", BACKBONES), ("curriculum", CURRICULA),
                          ("temperature_annealing", ANNEALING), ("soft_weight_norm", NORMS)):
         if getattr(config, key) not in allowed:
-            raise ConfigError(f"model.{key} must be one of {allowed}, got "
-                              f"'{getattr(config, key)}'")
+            raise ConfigError(f"model.{key} must be one of {allowed}, got '{getattr(config, key)}'")
     if config.sequence_last_m < 1:
         raise ConfigError(f"model.sequence_last_m must be >= 1, got {config.sequence_last_m}")
 
@@ -312,9 +309,11 @@ class MSDCCL(SequentialRecommender):
         mask = (items > 0)[..., None].float()  # (B, L, 1)
         interest = self.user_interest(items, batch.lengths)
         log_probs, values = self.readout(self.item_embedding(items), interest, mask)
-        clean = log_probs[..., 0].exp() * mask[..., 0]  # pi_i, 0 on padding
-        if self.config.soft_weight_norm == "mean":  # one normalisation, over real items
-            clean = clean * mask[..., 0].sum(1, keepdim=True) / clean.sum(1, keepdim=True)
+        real = mask[..., 0]
+        clean = log_probs[..., 0].exp() * real  # pi_i, 0 on padding
+        if self.config.soft_weight_norm == "mean":  # n * softmax(log pi): stable if all pi -> 0
+            log_clean = log_probs[..., 0].masked_fill(real == 0, torch.finfo(real.dtype).min)
+            clean = log_clean.softmax(1) * real * real.sum(1, keepdim=True)
         return log_probs, clean, clean[..., None] * values
 
     def encode(self, batch: Batch) -> torch.Tensor:

@@ -160,9 +160,11 @@ class Trainer:
                                     "lower train.lr or set train.clip_grad_norm")
             self.optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
-            if self.config.train.clip_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                               self.config.train.clip_grad_norm)
+            norm = float(torch.nn.utils.clip_grad_norm_(  # clips only when clip_grad_norm > 0
+                self.model.parameters(), self.config.train.clip_grad_norm or math.inf))
+            if not math.isfinite(norm):
+                raise TrainingError(f"gradient became {norm} at epoch {epoch}, batch {step} "
+                                    "(finite loss); lower train.lr or set train.clip_grad_norm")
             self.optimizer.step()
             self.scheduler.step()
             total += loss_value
