@@ -239,3 +239,21 @@ def test_compare_waits_for_a_cell_another_process_trains(log, tmp_path, monkeypa
                                   ["epochs=1", "train.progress=false", "max_len=10"], output)
     assert "waiting for sasrec-noise0-seed2020" in capsys.readouterr().out
     assert len(rows) == 1 and not lock.exists()
+
+
+def test_compare_without_training_summarises_the_finished_cells_only(log, tmp_path, monkeypatch):
+    from denoiserec import compare as compare_module
+
+    monkeypatch.setattr(compare_module, "load_dataset", lambda _: log)
+    output, overrides = tmp_path / "cmp", ["epochs=1", "train.progress=false", "max_len=10"]
+    with pytest.raises(ConfigError, match="no finished cells to summarise"):
+        compare_module.compare(["sasrec"], "synthetic", "recbole", [0.0], "insert", 1,
+                               overrides, output, train=False)
+    first = compare_module.compare(["sasrec"], "synthetic", "recbole", [0.0], "insert", 1,
+                                   overrides, output)
+    rows = compare_module.compare(["sasrec", "gru4rec"], "synthetic", "recbole", [0.0, 0.2],
+                                  "insert", 2, overrides, output, train=False)
+    assert rows == first  # the one finished cell; nothing else trained
+    assert sorted(p.name for p in (output / "cells").iterdir()) == ["sasrec-noise0-seed2020"]
+    summary = json.loads((output / "summary.json").read_text())["summary"]
+    assert [(s["model"], s["noise"], s["seeds"]) for s in summary] == [("sasrec", 0.0, 1)]

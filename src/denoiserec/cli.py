@@ -103,7 +103,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     output = args.output or Path("runs") / f"compare-{Path(args.dataset).stem}-{args.protocol}"
     compare(models, args.dataset, args.protocol, args.noise, args.noise_kind, args.seeds,
-            args.overrides, output)
+            args.overrides, output, train=not args.no_train)
     print(f"results: {output}/summary.md, results.csv, summary.json, robustness.png")
 
 
@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=int, default=3)
     compare.add_argument("--output", type=Path)
     compare.add_argument("--set", dest="overrides", action="append", default=[])
+    compare.add_argument("--no-train", action="store_true",
+                         help="train nothing; summarise the cells finished so far")
     compare.set_defaults(func=cmd_compare)
 
     clean = sub.add_parser("clean", help="score a log's interactions and drop the noisy ones")

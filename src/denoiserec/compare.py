@@ -32,6 +32,7 @@ import numpy as np
 from denoiserec.atomic import atomic_write_text
 from denoiserec.config import RunConfig, load_config
 from denoiserec.data import Interactions, load_dataset
+from denoiserec.errors import ConfigError
 from denoiserec.noise.detection import detection_report
 from denoiserec.noise.inject import NoiseConfig
 from denoiserec.noise.scores import has_native_scores, score_log
@@ -140,18 +141,23 @@ def _finished(run_dir: Path) -> bool:
 
 
 def compare(models: list[str], dataset: str, protocol: str, ratios: list[float], kind: str,
-            seeds: int, overrides: list[str], output: Path,
-            poll_seconds: float = 30.0) -> list[dict[str, Any]]:
+            seeds: int, overrides: list[str], output: Path, poll_seconds: float = 30.0,
+            train: bool = True) -> list[dict[str, Any]]:
     """Train every cell (skipping finished ones) and write the comparison (module docstring).
 
     Several ``compare`` processes may work on the same ``output`` at once: a cell being trained
-    is locked, the others skip it and wait for it at the end.
+    is locked, the others skip it and wait for it at the end. ``train=False`` trains nothing
+    and summarises the cells finished so far (the seed counts say how many each has).
     """
     base = [f"dataset={dataset}", f"protocol={protocol}", *overrides]
     first_seed = load_config(overrides=base).train.seed
     clean = load_dataset(load_config(overrides=base).data)
     cells = [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]
-    pending, announced = cells, ""
+    if not train:
+        cells = [c for c in cells if _finished(output / "cells" / c.name)]
+        if not cells:
+            raise ConfigError(f"{output}: no finished cells to summarise")
+    pending, announced = (cells if train else []), ""
     while pending:
         busy = []
         for cell in pending:
@@ -199,6 +205,8 @@ def summarize(rows: list[dict[str, Any]], models: list[str], ratios: list[float]
     for ratio in ratios:
         for model in models:
             cells = [r for r in rows if r["model"] == model and r["noise"] == ratio]
+            if not cells:  # summarising finished cells only, and none of these
+                continue
             users = [per_user_ndcg(Path(c["run_dir"])) for c in cells]
             per_user[model, ratio] = {u: float(np.mean([d[u] for d in users])) for u in users[0]}
             entry: dict[str, Any] = {"model": model, "noise": ratio, "seeds": len(cells)}
@@ -211,7 +219,7 @@ def summarize(rows: list[dict[str, Any]], models: list[str], ratios: list[float]
                     entry[key] = statistics.mean(c[key] for c in cells)
             if "detect_scorer" in cells[0]:
                 entry["detect_scorer"] = cells[0]["detect_scorer"]
-            if model != models[0]:
+            if model != models[0] and (models[0], ratio) in per_user:
                 entry["p_vs_first"], entry["diff_vs_first"] = _paired(
                     per_user[model, ratio], per_user[models[0], ratio])
             if ratio > 0 and (model, 0.0) in per_user:

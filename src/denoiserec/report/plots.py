@@ -38,6 +38,8 @@ def robustness_plot(path: Path, summary: list[dict], models: list[str], metric: 
     for model in models:
         points = sorted((s["noise"], s[metric], s[f"{metric}_std"]) for s in summary
                         if s["model"] == model)
+        if not points:  # a partial summary without this model
+            continue
         x, y, err = zip(*points, strict=True)
         axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=model)
     axis.set(xlabel="noise ratio", ylabel=f"test {metric}", title=title)
