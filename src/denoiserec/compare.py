@@ -93,11 +93,6 @@ def per_user_ndcg(run_dir: Path) -> dict[str, float]:
     return {r["user"]: float(v) for r, v in zip(rows, values, strict=True)}
 
 
-def _mean_std(values: list[float]) -> str:
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {std:.4f}"
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -255,7 +250,8 @@ def write_outputs(rows: list[dict[str, Any]], models: list[str], ratios: list[fl
         ["model", "noise", "seeds", *(m.upper() for m in REPORTED), "p vs " + models[0],
          "NDCG@10 vs noise 0 (p)", "detection ROC-AUC"],
         [[s["model"], f"{s['noise']:g}", s["seeds"],
-          *(f"{s[m]:.4f} ± {s[f'{m}_std']:.4f}" for m in REPORTED),
+          *(f"{s[m]:.4f}" + (f" ± {s[f'{m}_std']:.4f}" if s["seeds"] > 1 else "")
+            for m in REPORTED),
           f"{s['p_vs_first']:.3g} ({s['diff_vs_first']:+.4f})" if "p_vs_first" in s else "-",
           f"{s['relative_change_vs_clean']:+.1%} ({s['p_vs_clean']:.3g})"
           if "p_vs_clean" in s else "-",
