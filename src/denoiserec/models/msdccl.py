@@ -42,8 +42,8 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   diagnostics; no unused [MASK] row or Cloze objective (the reference never calls them).
 
 Known degeneracy (ml-100k, benchmarks/RESULTS.md §3): L_cl is 0 exactly when nothing is dropped,
-so with L_cl at the gate (as the reference) it keeps everything within an epoch; without L_cl
-the gate drops all but the fallback item. ``gate_centering`` (off; ours) centres its logits."""
+so with L_cl at the gate (as the reference) it keeps everything within an epoch; without L_cl it
+drops nearly all in epoch 1, then keeps all by epoch 4. ``gate_centering`` (ours) centres it."""
 
 from __future__ import annotations
 
