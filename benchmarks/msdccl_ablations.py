@@ -16,10 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from denoiserec.compare import per_user_ndcg
-from denoiserec.noise.significance import paired_permutation_test
+from denoiserec.compare import paired_user_test, per_user_ndcg
 from denoiserec.report.tables import markdown_table
 
 VARIANTS = {"no-hard": "w/o hard branch (`model.use_hard_branch=false`)",
@@ -29,10 +26,8 @@ VARIANTS = {"no-hard": "w/o hard branch (`model.use_hard_branch=false`)",
 
 def versus(run: Path, reference: Path) -> str:
     """``difference (p)`` of per-user test NDCG@10, run minus reference."""
-    a, b = per_user_ndcg(run), per_user_ndcg(reference)
-    users = sorted(set(a) & set(b))
-    test = paired_permutation_test(np.array([a[u] for u in users]), np.array([b[u] for u in users]))
-    return f"{test.mean_difference:+.4f} ({test.p_value:.3g})"
+    p_value, difference = paired_user_test(per_user_ndcg(run), per_user_ndcg(reference))
+    return f"{difference:+.4f} ({p_value:.3g})"
 
 
 def row(name: str, run: Path, full: Path, backbone: Path) -> list[object]:

@@ -184,7 +184,7 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
     return rows
 
 
-def _paired(a: dict[str, float], b: dict[str, float]) -> tuple[float, float]:
+def paired_user_test(a: dict[str, float], b: dict[str, float]) -> tuple[float, float]:
     """(p value, mean difference a - b) over the users both have."""
     common = sorted(set(a) & set(b))
     test = paired_permutation_test(np.array([a[u] for u in common]),
@@ -215,11 +215,12 @@ def summarize(rows: list[dict[str, Any]], models: list[str], ratios: list[float]
             if "detect_scorer" in cells[0]:
                 entry["detect_scorer"] = cells[0]["detect_scorer"]
             if model != models[0] and (models[0], ratio) in per_user:
-                entry["p_vs_first"], entry["diff_vs_first"] = _paired(
+                entry["p_vs_first"], entry["diff_vs_first"] = paired_user_test(
                     per_user[model, ratio], per_user[models[0], ratio])
             if ratio > 0 and (model, 0.0) in per_user:
                 clean = [s for s in summary if s["model"] == model and s["noise"] == 0][0]
-                entry["p_vs_clean"], _ = _paired(per_user[model, ratio], per_user[model, 0.0])
+                entry["p_vs_clean"], _ = paired_user_test(per_user[model, ratio],
+                                                          per_user[model, 0.0])
                 entry["relative_change_vs_clean"] = entry["ndcg@10"] / clean["ndcg@10"] - 1
             summary.append(entry)
     return summary
