@@ -5,13 +5,18 @@
 # Each worker is one process on one thread; cells are locked, so WORKERS processes share the
 # comparison and a rerun reuses every finished cell (~5 min per MSDCCL epoch per core here).
 # Usage: DENOISEREC_DATA=../shared/data bash benchmarks/run_msdccl.sh [DATASET] [WORKERS]
+# Environment: EPOCHS (default 8; another budget writes to OUT-e<EPOCHS>), CLEAN_ONLY=1 (the clean
+# cells only: no ablations, no noisy cells).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASET=${1:-ml-100k}
 WORKERS=${2:-2}
+EPOCHS=${EPOCHS:-8}
+CLEAN_ONLY=${CLEAN_ONLY:-0}
 OUT=benchmarks/out/msdccl-$DATASET
+[ "$EPOCHS" = 8 ] || OUT+="-e$EPOCHS"
 COMMON=(--models msdccl,bert4rec,sasrec --dataset "$DATASET" --protocol recbole --noise-kind insert
-        --seeds 3 --set epochs=8 --set model.hidden_size=64 --set model.inner_size=256
+        --seeds 3 --set "epochs=$EPOCHS" --set model.hidden_size=64 --set model.inner_size=256
         --set train.threads=1 --set train.progress=false --output "$OUT")
 ABLATIONS=("no-hard model.use_hard_branch=false" "no-contrastive model.use_contrastive=false"
            "no-curriculum model.curriculum=none")
@@ -24,6 +29,7 @@ ablation() {  # name override: one clean seed-2020 MSDCCL run with one part swit
 worker() {  # clean cells first, then this worker's share of the ablations, then the noisy cells
   local index=$1
   .venv/bin/denoiserec compare --noise 0 "${COMMON[@]}"
+  [ "$CLEAN_ONLY" = 1 ] && return
   for ((a = index; a < ${#ABLATIONS[@]}; a += WORKERS)); do
     # shellcheck disable=SC2086
     [ -f "$OUT-ablation/${ABLATIONS[a]%% *}/test_ranks.csv" ] || ablation ${ABLATIONS[a]}
@@ -36,4 +42,4 @@ for ((w = 0; w < WORKERS; w++)); do
   sleep 5
 done
 wait
-.venv/bin/python benchmarks/msdccl_ablations.py --output "$OUT"
+[ "$CLEAN_ONLY" = 1 ] || .venv/bin/python benchmarks/msdccl_ablations.py --output "$OUT"
