@@ -15,9 +15,17 @@ EPOCHS=${EPOCHS:-8}
 CLEAN_ONLY=${CLEAN_ONLY:-0}
 OUT=benchmarks/out/msdccl-$DATASET
 [ "$EPOCHS" = 8 ] || OUT+="-e$EPOCHS"
+# MSDCCL's model settings for the dataset (spec §5.3: attention and autoencoder dropout, the short
+# window m, the contrastive weight lambda), scoped to its cells; ml-100k's are the defaults.
+case "$DATASET" in
+  beauty) TUNED=(att_dropout=0.4 ae_dropout=0.5 sequence_last_m=2 loss_lambda=0.2) ;;
+  ml-1m) TUNED=(att_dropout=0.3 ae_dropout=0.2 sequence_last_m=6 loss_lambda=0.6) ;;
+  *) TUNED=() ;;
+esac
 COMMON=(--models msdccl,bert4rec,sasrec --dataset "$DATASET" --protocol recbole --noise-kind insert
         --seeds 3 --set "epochs=$EPOCHS" --set model.hidden_size=64 --set model.inner_size=256
         --set train.threads=1 --set train.progress=false --output "$OUT")
+for setting in "${TUNED[@]}"; do COMMON+=(--set "msdccl:model.$setting"); done
 ABLATIONS=("no-hard model.use_hard_branch=false" "no-contrastive model.use_contrastive=false"
            "no-curriculum model.curriculum=none")
 

@@ -257,3 +257,21 @@ def test_compare_without_training_summarises_the_finished_cells_only(log, tmp_pa
     assert sorted(p.name for p in (output / "cells").iterdir()) == ["sasrec-noise0-seed2020"]
     summary = json.loads((output / "summary.json").read_text())["summary"]
     assert [(s["model"], s["noise"], s["seeds"]) for s in summary] == [("sasrec", 0.0, 1)]
+
+
+def test_compare_overrides_scoped_to_one_model(tmp_path):
+    from denoiserec.compare import Cell, cell_config, compare
+    from denoiserec.errors import ConfigError
+
+    base = ["dataset=synthetic", "model.hidden_size=32", "msdccl:model.att_dropout=0.4",
+            "msdccl:model.sequence_last_m=2"]
+    msdccl = cell_config(base, Cell("msdccl", 0.0, 7), "insert")
+    sasrec = cell_config(base, Cell("sasrec", 0.0, 7), "insert")  # lacks both keys: no error
+    assert (msdccl.model.att_dropout, msdccl.model.sequence_last_m) == (0.4, 2)
+    assert msdccl.model.hidden_size == sasrec.model.hidden_size == 32
+    assert sasrec.model.name == "sasrec" and sasrec.train.seed == 7
+    with pytest.raises(ConfigError, match="scoped to bert4rec"):
+        compare(["msdccl", "sasrec"], "synthetic", "recbole", [0.0], "insert", 1,
+                ["bert4rec:model.inner_size=8"], tmp_path)
+    with pytest.raises(ConfigError, match="att_dropout"):  # a scoped key is still checked
+        cell_config(["msdccl:model.att_dropot=0.4"], Cell("msdccl", 0.0, 7), "insert")

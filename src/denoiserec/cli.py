@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                          choices=["replace", "insert", "popular", "off-interest"])
     compare.add_argument("--seeds", type=int, default=3)
     compare.add_argument("--output", type=Path)
-    compare.add_argument("--set", dest="overrides", action="append", default=[])
+    compare.add_argument("--set", dest="overrides", action="append", default=[],
+                         help="key=value for every cell, MODEL:key=value for one model's cells")
     compare.add_argument("--no-train", action="store_true",
                          help="train nothing; summarise the cells finished so far")
     compare.set_defaults(func=cmd_compare)

@@ -11,6 +11,9 @@ Outputs in ``OUTPUT``: ``results.csv`` (one row per cell), ``summary.json`` and 
 at the same noise ratio and against the same model at noise 0; detection quality of the model's
 own scores and of the surprise baseline) and ``robustness.png`` (metric vs noise ratio, one
 line per model).
+
+An override ``MODEL:key=value`` applies to that model's cells only (e.g. MSDCCL's per-dataset
+settings, which keys the backbones lack); the others apply to every cell.
 """
 
 from __future__ import annotations
@@ -56,8 +59,21 @@ class Cell:
         return f"{self.model}-noise{self.ratio:g}-seed{self.seed}"
 
 
+def scope_of(override: str) -> str | None:
+    """The model an override ``MODEL:key=value`` is scoped to, None for a shared one."""
+    key = override.split("=", 1)[0]
+    return key.split(":", 1)[0] if ":" in key else None
+
+
+def overrides_for(overrides: list[str], model: str | None) -> list[str]:
+    """The shared overrides plus, unscoped, those scoped to ``model``."""
+    return [o.split(":", 1)[1] if scope_of(o) else o
+            for o in overrides if scope_of(o) in (None, model)]
+
+
 def cell_config(base: list[str], cell: Cell, kind: str) -> RunConfig:
-    config = load_config(overrides=[*base, f"model={cell.model}", f"seed={cell.seed}"])
+    overrides = [*overrides_for(base, cell.model), f"model={cell.model}", f"seed={cell.seed}"]
+    config = load_config(overrides=overrides)
     noise = NoiseConfig(kind=kind, ratio=cell.ratio, seed=cell.seed) if cell.ratio > 0 else None
     return replace(config, noise=noise)
 
@@ -144,9 +160,13 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
     is locked, the others skip it and wait for it at the end. ``train=False`` trains nothing
     and summarises the cells finished so far (the seed counts say how many each has).
     """
+    unknown = sorted({scope_of(o) for o in overrides} - {None, *models})
+    if unknown:
+        raise ConfigError(f"--set scoped to {', '.join(unknown)}, not among --models {models}")
     base = [f"dataset={dataset}", f"protocol={protocol}", *overrides]
-    first_seed = load_config(overrides=base).train.seed
-    clean = load_dataset(load_config(overrides=base).data)
+    shared = load_config(overrides=overrides_for(base, None))
+    first_seed = shared.train.seed
+    clean = load_dataset(shared.data)
     cells = [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]
     if not train:
         cells = [c for c in cells if _finished(output / "cells" / c.name)]
