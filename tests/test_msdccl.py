@@ -432,7 +432,7 @@ def test_window_instances_are_refused() -> None:
         _model().loss(window, Objective())
 
 
-@pytest.mark.parametrize("name", ["ml-100k", "beauty", "ml-1m", "ml-100k-h64"])
+@pytest.mark.parametrize("name", ["ml-100k", "beauty", "ml-1m", "ml-100k-h64", "beauty-h64"])
 def test_configs_resolve(name: str) -> None:
     config = load_config(CONFIGS / f"msdccl-{name}.yaml")
     assert isinstance(config.model, MSDCCLConfig)
