@@ -51,7 +51,8 @@ def main() -> None:
         run = args.output.with_name(args.output.name + "-ablation") / variant
         if (run / "test_ranks.csv").exists():
             rows.append(row(name, run, full, backbone))
-    print(markdown_table(["variant", "selected epoch (of 8, from 1)", "test NDCG@10", "test Hit@10",
+    epochs = len(json.loads((full / "metrics.json").read_text())["epochs"])
+    print(markdown_table(["variant", f"selected epoch (of {epochs})", "test NDCG@10", "test Hit@10",
                           "vs full MSDCCL (p)", "vs BERT4Rec (p)", "train epoch s"], rows))
 
 
