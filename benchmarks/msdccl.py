@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from denoiserec.config import load_config
 from denoiserec.report.tables import markdown_table
-from denoiserec.run import prepare
+from denoiserec.run import make_trainer, prepare
+from denoiserec.runconfig import load_config
 from denoiserec.train.trainer import Trainer
 
 
@@ -35,7 +35,7 @@ def build(overrides: list[str], run_dir: Path,
     """A Trainer for one model (``split`` reused between models) and its epoch's instances."""
     config = load_config(overrides=overrides)
     split = prepare(config) if split is None else split
-    trainer = Trainer(config, split, run_dir)  # nothing is written there
+    trainer = make_trainer(config, split, run_dir)  # nothing is written there
     return trainer, trainer.users, trainer.ends
 
 

@@ -23,7 +23,7 @@ case "$DATASET" in
   *) TUNED=() ;;
 esac
 COMMON=(--models msdccl,bert4rec,sasrec --dataset "$DATASET" --protocol recbole --noise-kind insert
-        --seeds 3 --set "epochs=$EPOCHS" --set model.hidden_size=64 --set model.inner_size=256
+        --seeds 3 --set "epochs=$EPOCHS" --set msdccl:model.backbone.hidden_size=64 --set msdccl:model.backbone.inner_size=64 --set model.inner_size=256
         --set train.threads=1 --set train.progress=false --output "$OUT")
 for setting in "${TUNED[@]}"; do COMMON+=(--set "msdccl:model.$setting"); done
 ABLATIONS=("no-hard model.use_hard_branch=false" "no-contrastive model.use_contrastive=false"

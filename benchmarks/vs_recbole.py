@@ -31,10 +31,9 @@ from pathlib import Path
 
 import torch
 
-from denoiserec.config import load_config
 from denoiserec.report.tables import markdown_table
-from denoiserec.run import prepare
-from denoiserec.train.trainer import Trainer
+from denoiserec.run import make_trainer, prepare
+from denoiserec.runconfig import load_config
 
 OUT = Path(__file__).resolve().parent / "out"
 SASREC = ["model=sasrec", "dataset=ml-100k", "protocol=recbole", "train.progress=false"]
@@ -55,7 +54,7 @@ def ours_speed(threads: int, epochs: int, instances: str = "prefix",
                batch_size: int = 256) -> dict:
     config = load_config(overrides=[*SASREC, f"train.threads={threads}",
                                     f"train.instances={instances}", f"batch_size={batch_size}"])
-    trainer = Trainer(config, prepare(config), OUT / "speed_ours_unused")
+    trainer = make_trainer(config, prepare(config), OUT / "speed_ours_unused")
     train_seconds, valid_seconds = [], []
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -101,7 +100,7 @@ def accuracy() -> dict:
 def window_time_to(target: float, threads: int, max_epochs: int, batch_size: int) -> dict:
     config = load_config(overrides=[*SASREC, f"train.threads={threads}", "train.instances=window",
                                     f"epochs={max_epochs}", f"batch_size={batch_size}"])
-    trainer = Trainer(config, prepare(config), OUT / "window_unused")
+    trainer = make_trainer(config, prepare(config), OUT / "window_unused")
     elapsed, curve = 0.0, []
     for epoch in range(max_epochs):
         start = time.perf_counter()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from denoiserec.config import load_config
 from denoiserec.errors import ConfigError
+from denoiserec.runconfig import load_config
 
 
 def test_short_keys_dotted_keys_and_yaml(tmp_path):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from denoiserec.train.losses import (
+from denoiserec.nn.losses import (
     Objective,
     bpr,
     cross_entropy,
     next_item_loss,
-    sample_negatives,
+    uniform_negatives,
 )
 
 N_ITEMS, D = 11, 6
@@ -94,7 +94,7 @@ def test_sample_negatives_avoid_the_positive_and_stay_in_range(n_items: int,
                                                                shape: tuple[int, ...]) -> None:
     g = torch.Generator().manual_seed(5)
     targets = torch.randint(1, n_items + 1, shape, generator=g)
-    negatives = sample_negatives(targets, n_items, 4, generator=g)
+    negatives = uniform_negatives(targets, n_items, 4, generator=g)
     assert negatives.shape == (*shape, 4)
     assert negatives.dtype == torch.int64
     assert ((negatives >= 1) & (negatives <= n_items)).all()
@@ -105,7 +105,7 @@ def test_sample_negatives_avoid_the_positive_and_stay_in_range(n_items: int,
 
 def test_sample_negatives_reach_every_other_item_and_are_seeded() -> None:
     targets = torch.full((200,), 2)
-    first = sample_negatives(targets, 5, 3, generator=torch.Generator().manual_seed(6))
-    again = sample_negatives(targets, 5, 3, generator=torch.Generator().manual_seed(6))
+    first = uniform_negatives(targets, 5, 3, generator=torch.Generator().manual_seed(6))
+    again = uniform_negatives(targets, 5, 3, generator=torch.Generator().manual_seed(6))
     assert torch.equal(first, again)
     assert set(first.unique().tolist()) == {1, 3, 4, 5}

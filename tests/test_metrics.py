@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from denoiserec.config import ProtocolConfig
 from denoiserec.data.batches import Batcher
 from denoiserec.metrics import metric_values, summarize, target_ranks
-from denoiserec.protocols import exclude_unrankable, split
+from denoiserec.protocols import ProtocolConfig, exclude_unrankable, split
 from denoiserec.train.evaluate import evaluate
 
 KS = (1, 5, 10, 20)

@@ -16,7 +16,7 @@ from denoiserec.data.batches import Batch
 from denoiserec.models import MODELS, SequentialRecommender, build_model
 from denoiserec.models.base import gather_last
 from denoiserec.models.bert4rec import cloze_mask
-from denoiserec.train.losses import Objective, sample_negatives
+from denoiserec.nn.losses import Objective, uniform_negatives
 
 N_ITEMS, MAX_LEN = 13, 7
 LENGTHS = (1, 2, 3, 5, 6, 7, 7, 4)  # B = 8, short and full rows
@@ -115,7 +115,7 @@ def test_eval_scoring_is_repeatable(name: str) -> None:
 def test_one_backward_reaches_every_parameter(name: str, kind: str) -> None:
     model = _model(name).train()
     batch = _full_batch()  # every position embedding is used
-    batch = batch.with_negatives(sample_negatives(batch.targets, N_ITEMS, 2,
+    batch = batch.with_negatives(uniform_negatives(batch.targets, N_ITEMS, 2,
                                                   generator=torch.Generator().manual_seed(0)))
     output = model.loss(batch, Objective(kind, n_negatives=2))
     assert output.loss.dim() == 0 and torch.isfinite(output.loss)

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from denoiserec.config import load_config
 from denoiserec.data.batches import Batch
-from denoiserec.models import build_model
+from denoiserec.models import build_model, model_config_class
 from denoiserec.models.msdccl import MSDCCL, MSDCCLConfig
 from denoiserec.nn.contrastive import cross_signal_contrastive
 from denoiserec.nn.gumbel import (
@@ -25,25 +24,36 @@ from denoiserec.nn.gumbel import (
     keep_most_recent_if_empty,
     straight_through_gumbel,
 )
-from denoiserec.nn.short_term import last_items_window
-from denoiserec.train.losses import Objective
-from denoiserec.train.schedules import (
+from denoiserec.nn.losses import Objective
+from denoiserec.nn.schedules import (
     anneal_temperature,
     curriculum_drop_rate,
     easiest_mean,
     kept_count,
 )
+from denoiserec.nn.short_term import last_items_window
+from denoiserec.runconfig import load_config
 
 N_ITEMS, MAX_LEN = 20, 10
 LENGTHS = (1, 2, 3, 6, 10, 10)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-NO_DROPOUT = {"backbone_hidden_dropout": 0.0, "backbone_attn_dropout": 0.0, "gru_dropout": 0.0,
-              "att_dropout": 0.0, "ae_dropout": 0.0}
+NO_DROPOUT = {"backbone_dropout": 0.0, "att_dropout": 0.0, "ae_dropout": 0.0}
 
 
-def _model(seed: int = 0, **overrides) -> MSDCCL:
+def _backbone(name: str, dropout: float | None) -> object:
+    """A width-16 backbone config (the reference's inner = H for Transformers)."""
+    if name == "gru4rec":
+        drop = {} if dropout is None else {"dropout": dropout}
+        return model_config_class(name)(embedding_size=16, hidden_size=16, **drop)
+    drop = {} if dropout is None else {"hidden_dropout": dropout, "attn_dropout": dropout}
+    return model_config_class(name)(hidden_size=16, inner_size=16, **drop)
+
+
+def _model(seed: int = 0, backbone: str = "bert4rec", backbone_dropout: float | None = None,
+           **overrides) -> MSDCCL:
     torch.manual_seed(seed)
-    config = MSDCCLConfig(hidden_size=16, inner_size=32, **overrides)
+    config = MSDCCLConfig(backbone=_backbone(backbone, backbone_dropout), inner_size=32,
+                          **overrides)
     return build_model(config, N_ITEMS, MAX_LEN)
 
 
@@ -97,14 +107,16 @@ def test_fallback_keeps_the_most_recent_item() -> None:
 def test_hard_masks_are_binary_partitions_with_fallback(seed: int) -> None:
     model, batch = _model(seed).train(), _batch(seed=seed)
     mask = (batch.items > 0).float()
-    keep, noise = model.hard_masks(batch)
+    masks = model.hard_masks(batch)
+    keep, noise = masks.keep, masks.noise
     for values in (keep.detach(), noise):
         assert set(values.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(keep.detach() + noise, mask)
     assert (keep.detach().sum(1) >= 1).all()
     # a scorer that calls everything noise: each row keeps exactly its most recent item
     everything_noise = torch.tensor([-30.0, 0.0]).expand(len(batch), MAX_LEN, 2)
-    keep, noise = model.hard_masks(batch, everything_noise, sample=False)
+    masks = model.hard_masks(batch, everything_noise, sample=False)
+    keep, noise = masks.keep, masks.noise
     last = torch.zeros_like(mask)
     last[torch.arange(len(batch)), batch.lengths - 1] = 1.0
     assert torch.equal(keep.detach(), last) and torch.equal(noise, mask - last)
@@ -114,8 +126,9 @@ def test_centred_gate_keeps_items_above_the_row_mean() -> None:
     model, batch = _model(gate_centering=True).eval(), _batch()
     mask = (batch.items > 0).float()
     with torch.no_grad():
-        log_probs = model.soft_denoise(batch)[0]
-        keep, noise = model.hard_masks(batch)
+        log_probs = model.soft_denoise(batch).log_probs
+        masks = model.hard_masks(batch)
+    keep, noise = masks.keep, masks.noise
     margin = log_probs[..., 0] - log_probs[..., 1]
     for b in range(len(batch)):
         n = int(batch.lengths[b])
@@ -147,9 +160,9 @@ def test_contrastive_gate_gradient_switch(through_gate: bool,
 def _scorer_grads(model: MSDCCL, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients on W_a from the contrastive and the BPR loss, each only through keep."""
     torch.manual_seed(1)
-    log_probs, _, denoised = model.soft_denoise(batch)
-    representation = model.backbone(denoised, batch.items, batch.lengths - 1).detach()
-    keep, _ = model.hard_masks(batch, log_probs, sample=True)
+    soft = model.soft_denoise(batch)
+    representation = model.backbone(soft.embeddings, batch.items, batch.lengths - 1).detach()
+    keep = model.hard_masks(batch, soft.log_probs, sample=True).keep
     assert ((keep.detach().sum(1) < batch.lengths) & (keep.detach().sum(1) > 0)).any()
     items = model.item_embeddings().detach()
     contrastive = cross_signal_contrastive(representation, items[batch.items], keep,
@@ -284,7 +297,8 @@ def test_model_infers_steps_per_epoch_and_anneals() -> None:
 def test_soft_weights_are_normalised_once() -> None:
     model, batch = _model().eval(), _batch()
     with torch.no_grad():
-        log_probs, weights, _ = model.soft_denoise(batch)
+        soft = model.soft_denoise(batch)
+        log_probs, weights = soft.log_probs, soft.weights
     real = batch.items > 0
     assert (weights[~real] == 0).all()
     assert torch.allclose(weights.sum(1), batch.lengths.float(), atol=1e-5)  # mean 1
@@ -292,7 +306,7 @@ def test_soft_weights_are_normalised_once() -> None:
     assert weights[real].std() > 0.05  # the scorer's preferences survive the normalisation
     with torch.no_grad():
         raw = _model(soft_weight_norm="none").eval().soft_denoise(batch)
-    assert torch.allclose(raw[1], log_probs[..., 0].exp() * real)
+    assert torch.allclose(raw.weights, log_probs[..., 0].exp() * real)
 
 
 def test_soft_weights_stay_finite_when_every_clean_probability_underflows(monkeypatch) -> None:
@@ -305,7 +319,7 @@ def test_soft_weights_stay_finite_when_every_clean_probability_underflows(monkey
     log_probs = torch.stack([log_clean, torch.zeros_like(log_clean)], -1)
     values = torch.ones(*batch.items.shape, 16)
     monkeypatch.setattr(model.readout, "forward", lambda *_: (log_probs, values))
-    _, weights, _ = model.soft_denoise(batch)
+    weights = model.soft_denoise(batch).weights
     reference = torch.where(real, log_clean.detach().double(), -torch.inf).softmax(1)
     assert torch.allclose(weights.double(), reference * batch.lengths[:, None], atol=1e-5)
     weights[real].pow(2).sum().backward()
@@ -321,7 +335,8 @@ def test_no_target_leaks_into_the_scored_representation(train: bool) -> None:
         assert torch.equal(model.sequence_representation(first),
                            model.sequence_representation(second))
         assert torch.equal(model.score_all(first), model.score_all(second))
-        assert torch.equal(model.soft_denoise(first)[1], model.soft_denoise(second)[1])
+        assert torch.equal(model.soft_denoise(first).weights,
+                           model.soft_denoise(second).weights)
 
 
 def test_short_term_window_is_the_same_in_training_and_evaluation() -> None:
@@ -353,7 +368,7 @@ def test_noise_scores_and_hard_keep() -> None:
     model, batch = _model().eval(), _batch()
     with torch.no_grad():
         scores, keep = model.noise_scores(batch), model.hard_keep(batch)
-        log_probs = model.soft_denoise(batch)[0]
+        log_probs = model.soft_denoise(batch).log_probs
     real = batch.items > 0
     assert scores.shape == batch.items.shape and (scores >= 0).all() and (scores <= 1).all()
     assert (scores[~real] == 0).all() and (keep[~real] == 0).all()
@@ -387,7 +402,7 @@ def test_sasrec_backbone_is_causal_and_bert4rec_is_not() -> None:
     for backbone, causal in (("sasrec", True), ("bert4rec", False)):
         model = _model(backbone=backbone).eval()
         with torch.no_grad():
-            denoised = model.soft_denoise(batch)[2]
+            denoised = model.soft_denoise(batch).embeddings
             before = model.backbone(denoised, batch.items)
             after = model.backbone(denoised, changed.items)  # same inputs, another key mask
             denoised_changed = denoised.clone()

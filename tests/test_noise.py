@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 
 from denoiserec.cli import main
-from denoiserec.config import ProtocolConfig, load_config
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.errors import ConfigError, DataError
 from denoiserec.noise import NoiseConfig, inject
 from denoiserec.noise.detection import roc_auc
 from denoiserec.noise.scores import surprise_scores
-from denoiserec.protocols import leave_one_out, split
+from denoiserec.protocols import ProtocolConfig, leave_one_out, split
 from denoiserec.run import restore, train_config
+from denoiserec.runconfig import load_config
 
 STRATEGIES = ["replace", "insert", "popular", "off-interest"]
 
@@ -199,7 +199,10 @@ def test_native_scores_cover_every_interaction(log):
     from denoiserec.models.msdccl import MSDCCLConfig
     from denoiserec.noise.scores import native_scores
 
-    model = build_model(MSDCCLConfig(hidden_size=16, inner_size=32),
+    from denoiserec.models.bert4rec import BERT4RecConfig
+
+    backbone = BERT4RecConfig(hidden_size=16, inner_size=16)
+    model = build_model(MSDCCLConfig(backbone=backbone, inner_size=32),
                         log.n_items, 10)
     scores = native_scores(model, log, 10)
     assert scores.shape == (log.n_interactions,)
@@ -263,12 +266,13 @@ def test_compare_overrides_scoped_to_one_model(tmp_path):
     from denoiserec.compare import Cell, cell_config, compare
     from denoiserec.errors import ConfigError
 
-    base = ["dataset=synthetic", "model.hidden_size=32", "msdccl:model.att_dropout=0.4",
-            "msdccl:model.sequence_last_m=2"]
+    base = ["dataset=synthetic", "sasrec:model.hidden_size=32", "msdccl:model.att_dropout=0.4",
+            "msdccl:model.sequence_last_m=2", "msdccl:model.backbone.hidden_size=32"]
     msdccl = cell_config(base, Cell("msdccl", 0.0, 7), "insert")
     sasrec = cell_config(base, Cell("sasrec", 0.0, 7), "insert")  # lacks both keys: no error
     assert (msdccl.model.att_dropout, msdccl.model.sequence_last_m) == (0.4, 2)
-    assert msdccl.model.hidden_size == sasrec.model.hidden_size == 32
+    assert msdccl.model.width == sasrec.model.hidden_size == 32
+    assert msdccl.model.backbone.inner_size == 100  # the rest of MSDCCL's default backbone
     assert sasrec.model.name == "sasrec" and sasrec.train.seed == 7
     with pytest.raises(ConfigError, match="scoped to bert4rec"):
         compare(["msdccl", "sasrec"], "synthetic", "recbole", [0.0], "insert", 1,

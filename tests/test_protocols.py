@@ -7,9 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from denoiserec.config import DataConfig, ProtocolConfig
 from denoiserec.data import load_dataset
-from denoiserec.protocols import split
+from denoiserec.data.datasets import DataConfig
+from denoiserec.protocols import ProtocolConfig, split
 from tests.conftest import make_log
 
 RECBOLE_ML100K_DIGEST = "fc3282891f2dc1985024ea8313f321ba10b4730bb918c4a4cb5d96ba0c5101ea"

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from denoiserec.config import load_config
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.errors import CheckpointError, ConfigError, TrainingError
 from denoiserec.run import evaluate_run, train_config
+from denoiserec.runconfig import load_config
 from denoiserec.train import trainer as trainer_module
 from denoiserec.train.checkpoint import load_checkpoint
 

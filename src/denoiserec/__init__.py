@@ -8,9 +8,9 @@ Python API (mirrors the ``denoiserec`` command line)::
     print(result.table())
 """
 
-from denoiserec.config import RunConfig, load_config
 from denoiserec.data import Interactions, load_dataset
 from denoiserec.run import RunResult, evaluate_run, train, train_config
+from denoiserec.runconfig import RunConfig, load_config
 
 __all__ = [
     "Interactions",

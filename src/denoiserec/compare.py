@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from denoiserec.atomic import atomic_write_text
-from denoiserec.config import RunConfig, load_config
 from denoiserec.data import Interactions, load_dataset
 from denoiserec.errors import ConfigError
 from denoiserec.noise.detection import detection_report
@@ -44,6 +43,7 @@ from denoiserec.protocols import leave_one_out
 from denoiserec.report.plots import robustness_plot
 from denoiserec.report.tables import markdown_table
 from denoiserec.run import restore, train_config
+from denoiserec.runconfig import RunConfig, load_config
 
 REPORTED = ("ndcg@10", "hit@10", "mrr@10")
 

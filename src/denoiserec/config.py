@@ -1,20 +1,26 @@
-"""Typed configuration: dataclasses, YAML files and ``--set key=value`` overrides.
+"""Settings machinery: typed dataclasses built from YAML mappings and ``key=value`` overrides.
 
-Every component owns a frozen dataclass of its settings next to the code that uses it. A run is
-one :class:`RunConfig`; YAML files and command-line overrides are parsed into the *same*
-dataclasses, and an unknown key or a wrongly typed value is an error naming the nearest valid key.
+This module knows no setting itself. Every component owns a frozen dataclass of its settings
+beside the code that reads it (``data.datasets.DataConfig``, ``protocols.ProtocolConfig``,
+``train.trainer.TrainConfig``, ``noise.inject.NoiseConfig``, each model's config); the run's
+:class:`~denoiserec.runconfig.RunConfig` groups them. Mappings are checked against the field
+types here (an unknown key or a wrong type is an error naming the nearest valid key); each
+dataclass checks its own values in ``__post_init__`` with :func:`check_choice` and
+:func:`check_range`, so a bad value fails when the config loads, before anything is written.
 
-Everyday keys may be given unqualified when they map to exactly one field (``epochs`` means
-``train.epochs``, ``lr`` means ``train.lr``); everything else is dotted: ``model.hidden_size=128``.
+A field whose metadata holds ``{"config_class": f}`` is a nested, *named* config (a denoiser's
+``backbone``): ``f(name)`` gives the dataclass for the mapping's ``name``; keys given without a
+new name are merged onto the field's default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -22,113 +28,31 @@ import yaml
 
 from denoiserec.errors import ConfigError
 
-SHORT_KEYS = {
-    "epochs": "train.epochs",
-    "lr": "train.lr",
-    "batch_size": "train.batch_size",
-    "seed": "train.seed",
-    "dataset": "data.dataset",
-    "max_len": "data.max_len",
-    "protocol": "protocol.name",
-}
+
+def check_choice(where: str, value: str, allowed: tuple[str, ...] | list[str]) -> None:
+    """A choice-like setting must be one of ``allowed``."""
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), list(allowed), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{where} must be one of {', '.join(allowed)}; got '{value}'{hint}")
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    """Which log to read and how to preprocess it."""
-
-    dataset: str = "synthetic"
-    """Known name (``denoiserec datasets``) or a path to a log file."""
-    max_len: int = 50
-    """Most recent items an input sequence holds (RecBole ``MAX_ITEM_LIST_LENGTH``)."""
-    rating_threshold: float | None = None
-    """Keep interactions with rating >= this; ``None`` keeps all (RecBole ``threshold: ~``)."""
-    user_core: int = 0
-    """Iterated k-core: drop users with fewer interactions (0 = off)."""
-    item_core: int = 0
-    """Iterated k-core: drop items with fewer interactions (0 = off)."""
-    duplicates: str = "keep"
-    """Repeated (user, item) pairs: ``keep`` all, or keep the ``first`` or ``last`` only."""
-    time_order: str = "recbole"
-    """Sort key: ``recbole`` = float32 min-max timestamp (RecBole 1.2.1), ``exact`` = raw."""
-    columns: dict[str, str] = field(default_factory=dict)
-    """Column mapping for CSV/TSV/Parquet: role (user, item, timestamp, rating, behaviour) ->
-    column name."""
+def check_range(where: str, value: float, low: float | None = None, high: float | None = None,
+                *, low_open: bool = False, high_open: bool = False) -> None:
+    """A number must be finite and inside [low, high] (``*_open``: the end excluded)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number; got {value}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "-inf" if low is None else f"{low:g}"
+        right = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open or low is None else '['}{left}, {right}" \
+                   f"{')' if high_open or high is None else ']'}"
+        raise ConfigError(f"{where} must be in {interval}; got {value}")
 
 
-@dataclass(frozen=True)
-class ProtocolConfig:
-    """Evaluation protocol (see :mod:`denoiserec.protocols`)."""
-
-    name: str = "recbole"
-    """``recbole``, ``fmlp`` or ``sampled``."""
-    n_negatives: int = 99
-    """``sampled`` only: negatives ranked against the target."""
-    negatives: str = "uniform"
-    """``sampled`` only: ``uniform`` or ``popularity`` negatives."""
-    seed: int = 0
-    """``sampled`` only: seed of the fixed negatives."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The training loop (one loop for every model)."""
-
-    epochs: int = 200
-    """Maximum number of epochs."""
-    batch_size: int = 256
-    """Training instances per batch."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    weight_decay: float = 0.0
-    """Adam weight decay (L2, as ``torch.optim.Adam``)."""
-    clip_grad_norm: float = 0.0
-    """Clip the gradient norm to this value; 0 = off (RecBole default)."""
-    warmup_steps: int = 0
-    """Linear learning-rate warm-up over this many batches, then constant."""
-    loss: str = "ce"
-    """``ce`` (softmax over all items) or ``bpr`` (with ``n_negatives`` sampled negatives)."""
-    n_negatives: int = 1
-    """BPR only: uniformly sampled negatives per positive."""
-    instances: str = "prefix"
-    """``prefix`` = every prefix is an instance (RecBole); ``window`` = all positions of a
-    window at once (causal models; the original SASRec's training)."""
-    valid_metric: str = "ndcg@10"
-    """Early stopping and model selection metric, on the validation set."""
-    patience: int = 10
-    """Stop once more than this many evaluations brought no improvement (RecBole
-    ``stopping_step``, same rule)."""
-    eval_batch_size: int = 4096
-    """Instances per evaluation batch."""
-    seed: int = 2020
-    """Seed of parameters, shuffling, dropout and sampling."""
-    deterministic: bool = True
-    """Request deterministic CUDA kernels (CPU runs are repeatable without it)."""
-    device: str = "auto"
-    """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
-    threads: int = 0
-    """CPU threads for torch; 0 = torch's default."""
-    progress: bool = True
-    """Show a progress bar."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything one training run depends on."""
-
-    model: Any
-    """The model's own config dataclass (its ``name`` picks the model)."""
-    data: DataConfig = field(default_factory=DataConfig)
-    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    noise: Any = None
-    """Optional :class:`~denoiserec.noise.NoiseConfig`: noise injected into training data."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _nearest(key: str, options: list[str]) -> str:
+def nearest(key: str, options: list[str]) -> str:
     close = difflib.get_close_matches(key, options, n=1)
     return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(options)}"
 
@@ -176,13 +100,17 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls) if f.init]
+    by_name = {f.name: f for f in fields(cls) if f.init}
+    names = list(by_name)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(f"unknown config key '{where}.{key}'" + _nearest(key, names))
+            raise ConfigError(f"unknown config key '{where}.{key}'" + nearest(key, names))
         annotation = hints[key]
-        if is_dataclass(annotation) and isinstance(value, dict):
+        chooser = by_name[key].metadata.get("config_class")
+        if chooser is not None:
+            kwargs[key] = _build_named(chooser, by_name[key], value, f"{where}.{key}")
+        elif is_dataclass(annotation) and isinstance(value, dict):
             kwargs[key] = build_dataclass(annotation, value, f"{where}.{key}")
         elif is_dataclass(annotation) and is_dataclass(value):
             kwargs[key] = value
@@ -191,12 +119,28 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b=value`` -> (["a", "b"], value parsed as YAML)."""
+def _build_named(chooser: Any, spec: dataclasses.Field, value: Any, where: str) -> Any:
+    """A nested named config: ``value`` is a dataclass or a mapping with an optional ``name``."""
+    if is_dataclass(value):
+        return value
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    default = spec.default_factory() if callable(spec.default_factory) else spec.default
+    name = value.get("name", default.name)
+    base = dataclasses.asdict(default) if name == default.name else {}
+    return build_dataclass(chooser(name), {**base, **value}, where)
+
+
+def parse_override(text: str, short_keys: dict[str, str] | None = None
+                   ) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value parsed as YAML); ``short_keys`` expands everyday
+    unqualified keys (``lr`` -> ``train.lr``)."""
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got '{text}'")
     key, raw = text.split("=", 1)
-    key = SHORT_KEYS.get(key.strip(), key.strip())
+    key = (short_keys or {}).get(key.strip(), key.strip())
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
@@ -237,51 +181,3 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return loaded
-
-
-def resolve(raw: dict[str, Any]) -> RunConfig:
-    """Turn a nested mapping (from YAML, overrides, or a saved run) into a :class:`RunConfig`."""
-    from denoiserec.models import model_config_class  # the registry knows each model's config
-    from denoiserec.noise.inject import NoiseConfig
-
-    raw = dict(raw)
-    model_raw = raw.pop("model", None) or {}
-    if isinstance(model_raw, str):
-        model_raw = {"name": model_raw}
-    model_raw = dict(model_raw)
-    name = model_raw.get("name", "sasrec")
-    model_cls = model_config_class(name)
-    model = build_dataclass(model_cls, model_raw, "model")
-    sections = {"data": DataConfig, "protocol": ProtocolConfig, "train": TrainConfig}
-    kwargs: dict[str, Any] = {"model": model}
-    for key, value in raw.items():
-        if key == "noise":
-            kwargs[key] = None if value is None else build_dataclass(NoiseConfig, value, key)
-        elif key in sections:
-            kwargs[key] = build_dataclass(sections[key], value, key)
-        else:
-            raise ConfigError(
-                f"unknown config section '{key}'" + _nearest(key, [*sections, "model", "noise"])
-            )
-    return RunConfig(**kwargs)
-
-
-def load_config(
-    path: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    base: dict[str, Any] | None = None,
-) -> RunConfig:
-    """Defaults <- ``base`` <- YAML file <- ``--set`` overrides, resolved into a RunConfig."""
-    raw: dict[str, Any] = deep_merge({}, base or {})
-    if path is not None:
-        raw = deep_merge(raw, read_yaml(path))
-    for text in overrides:
-        keys, value = parse_override(text)
-        if keys == ["model"]:
-            keys = ["model", "name"]
-        merge(raw, keys, value)
-    return resolve(raw)
-
-
-def config_to_yaml(config: RunConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -28,11 +28,36 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from denoiserec.config import ProtocolConfig
+from denoiserec.config import check_choice, check_range
 from denoiserec.data.log import Interactions
 from denoiserec.errors import ProtocolError
+from denoiserec.metrics import TIE_RULES
 
 PROTOCOLS = ("recbole", "fmlp", "sampled")
+NEGATIVE_KINDS = ("uniform", "popularity")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Evaluation protocol: the split is always leave-one-out; ``name`` picks the ranking."""
+
+    name: str = "recbole"
+    """``recbole``, ``fmlp`` or ``sampled``."""
+    n_negatives: int = 99
+    """``sampled`` only: negatives ranked against the target."""
+    negatives: str = "uniform"
+    """``sampled`` only: ``uniform`` or ``popularity`` negatives."""
+    seed: int = 0
+    """``sampled`` only: seed of the fixed negatives."""
+    ties: str = "id"
+    """Rank of a target tied with other items: ``id`` (after the tied items with lower ids;
+    deterministic) or ``topk`` (``torch.topk``'s order, RecBole 1.2.1's evaluator)."""
+
+    def __post_init__(self) -> None:
+        check_choice("protocol.name", self.name, PROTOCOLS)
+        check_choice("protocol.negatives", self.negatives, NEGATIVE_KINDS)
+        check_choice("protocol.ties", self.ties, TIE_RULES)
+        check_range("protocol.n_negatives", self.n_negatives, 1)
 
 
 @dataclass(frozen=True)
@@ -111,8 +136,8 @@ def leave_one_out(log: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return train_rows, train_end, valid, test
 
 
-def sample_negatives(log: Interactions, users: np.ndarray, n: int, kind: str,
-                     seed: int) -> np.ndarray:
+def protocol_negatives(log: Interactions, users: np.ndarray, n: int, kind: str,
+                       seed: int) -> np.ndarray:
     """(len(users), n) items each user never interacted with, fixed by ``seed``.
 
     Sampling with replacement across draws is avoided: collisions with the user's items or with
@@ -156,8 +181,6 @@ def split(log: Interactions, protocol: ProtocolConfig,
     same order), training instances come from ``log`` and valid/test instances from
     ``eval_log``.
     """
-    if protocol.name not in PROTOCOLS:
-        raise ProtocolError(f"unknown protocol '{protocol.name}'; choose one of {PROTOCOLS}")
     train_rows, train_end, _, _ = leave_one_out(log)
     clean = log if eval_log is None else eval_log
     if clean.n_users != log.n_users:
@@ -171,8 +194,8 @@ def split(log: Interactions, protocol: ProtocolConfig,
         users = row_users[targets]
         negatives = None
         if protocol.name == "sampled":
-            negatives = sample_negatives(clean, users, protocol.n_negatives,
-                                         protocol.negatives, protocol.seed + offset)
+            negatives = protocol_negatives(clean, users, protocol.n_negatives,
+                                           protocol.negatives, protocol.seed + offset)
         eval_sets.append(EvalSet(users=users, targets=targets, negatives=negatives))
     return Split(log=log, protocol=protocol, train_users=log.row_users[train_rows],
                  train_targets=train_rows, train_end=train_end, valid=eval_sets[0],

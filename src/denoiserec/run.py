@@ -23,15 +23,16 @@ from typing import Any
 import yaml
 
 from denoiserec.atomic import atomic_write_text
-from denoiserec.config import ProtocolConfig, RunConfig, config_to_yaml, load_config, resolve
 from denoiserec.data import Interactions, load_dataset
 from denoiserec.errors import ConfigError
+from denoiserec.models import build_model
 from denoiserec.noise.inject import inject
-from denoiserec.protocols import Split, split
+from denoiserec.protocols import ProtocolConfig, Split, split
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
+from denoiserec.runconfig import RunConfig, config_to_yaml, load_config, resolve
 from denoiserec.train.evaluate import Evaluation
-from denoiserec.train.trainer import Trainer
+from denoiserec.train.trainer import Trainer, prepare_torch
 
 # settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"epochs", "progress", "threads", "device", "eval_batch_size"}
@@ -59,6 +60,13 @@ def prepare(config: RunConfig, log: Interactions | None = None) -> Split:
     if config.noise is not None and config.noise.ratio > 0:
         return split(inject(log, config.noise), config.protocol, eval_log=log)
     return split(log, config.protocol)
+
+
+def make_trainer(config: RunConfig, split_: Split, run_dir: Path) -> Trainer:
+    """Seed, build the model for the split's catalogue, and hand both to a Trainer."""
+    prepare_torch(config.train)
+    model = build_model(config.model, split_.log.n_items, config.data.max_len)
+    return Trainer(model, split_, config.train, config.data.max_len, run_dir)
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -105,13 +113,13 @@ def _write_ranks(path: Path, split_: Split, evaluation: Evaluation) -> None:
 def _report(trainer: Trainer, split_: Split, started: float) -> dict[str, Any]:
     history = trainer.state.history
     return {
-        "model": trainer.config.model.name,
+        "model": trainer.model.name,
         "dataset": split_.log.name,
-        "protocol": trainer.config.protocol.name,
-        "protocol_config": trainer.config.protocol.__dict__,
+        "protocol": split_.protocol.name,
+        "protocol_config": split_.protocol.__dict__,
         "dataset_statistics": split_.log.statistics(),
         "split_statistics": split_.statistics(),
-        "valid_metric": trainer.config.train.valid_metric,
+        "valid_metric": trainer.train_config.valid_metric,
         "epochs": history,
         "best_epoch": trainer.state.best_epoch,
         "best_valid": history[trainer.state.best_epoch]["valid"] if history else {},
@@ -133,7 +141,7 @@ def train_config(config: RunConfig, run_dir: Path | str | None = None,
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     split_ = prepare(config, log)
     _claim_run_dir(run_dir, config)
-    trainer = Trainer(config, split_, run_dir)
+    trainer = make_trainer(config, split_, run_dir)
     trainer.resume()
     metrics_path = run_dir / "metrics.json"
 
@@ -182,7 +190,7 @@ def restore(run_dir: Path | str, config: RunConfig | None = None,
     run_dir = Path(run_dir)
     config = load_run_config(run_dir) if config is None else config
     config = replace(config, train=replace(config.train, progress=False))
-    trainer = Trainer(config, prepare(config, log), run_dir)
+    trainer = make_trainer(config, prepare(config, log), run_dir)
     trainer.load_weights(checkpoint)
     return trainer
 

@@ -9,15 +9,50 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from denoiserec.config import DataConfig
+from denoiserec.config import check_choice, check_range
 from denoiserec.data import readers
 from denoiserec.data.log import Interactions, RawLog
 from denoiserec.data.preprocess import build_interactions
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.errors import DataError
+
+DUPLICATES = ("keep", "first", "last")
+TIME_ORDERS = ("recbole", "exact")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which log to read and how to preprocess it."""
+
+    dataset: str = "synthetic"
+    """Known name (``denoiserec datasets``) or a path to a log file."""
+    max_len: int = 50
+    """Most recent items an input sequence holds (RecBole ``MAX_ITEM_LIST_LENGTH``)."""
+    rating_threshold: float | None = None
+    """Keep interactions with rating >= this; ``None`` keeps all (RecBole ``threshold: ~``)."""
+    user_core: int = 0
+    """Iterated k-core: drop users with fewer interactions (0 = off)."""
+    item_core: int = 0
+    """Iterated k-core: drop items with fewer interactions (0 = off)."""
+    duplicates: str = "keep"
+    """Repeated (user, item) pairs: ``keep`` all, or keep the ``first`` or ``last`` only."""
+    time_order: str = "recbole"
+    """Sort key: ``recbole`` = float32 min-max timestamp (RecBole 1.2.1), ``exact`` = raw."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Column mapping for CSV/TSV/Parquet: role (user, item, timestamp, rating, behaviour) ->
+    column name."""
+
+    def __post_init__(self) -> None:
+        check_range("data.max_len", self.max_len, 1)
+        check_range("data.user_core", self.user_core, 0)
+        check_range("data.item_core", self.item_core, 0)
+        if self.rating_threshold is not None:
+            check_range("data.rating_threshold", self.rating_threshold)
+        check_choice("data.duplicates", self.duplicates, DUPLICATES)
+        check_choice("data.time_order", self.time_order, TIME_ORDERS)
 
 
 @dataclass(frozen=True)

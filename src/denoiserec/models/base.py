@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from denoiserec.data.batches import Batch
-from denoiserec.train.losses import Objective, next_item_loss
+from denoiserec.errors import ConfigError
+from denoiserec.nn.losses import Objective, next_item_loss
 
 
 @dataclass
@@ -52,6 +53,18 @@ class SequentialRecommender(nn.Module, ABC):
         self.config = config
         self.n_items = n_items
         self.max_len = max_len
+
+    @classmethod
+    def build_encoder(cls, config: Any, max_len: int) -> nn.Module:
+        """The model's sequence encoder over given input embeddings (``nn.encoders``), built
+        from its own config and not yet initialised (call ``reset_parameters``). The model
+        uses it itself, and a denoiser whose ``backbone`` names this model uses the same."""
+        raise ConfigError(f"model '{cls.name}' has no encoder a denoiser could use as backbone")
+
+    @classmethod
+    def embedding_size(cls, config: Any) -> int:
+        """Width of the item embeddings the encoder reads."""
+        return int(config.hidden_size)
 
     @abstractmethod
     def encode(self, batch: Batch) -> torch.Tensor:

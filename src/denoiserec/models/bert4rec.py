@@ -25,11 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denoiserec.config import check_range
 from denoiserec.data.batches import Batch
 from denoiserec.models.base import ModelOutput, SequentialRecommender, gather_last
 from denoiserec.models.registry import register
-from denoiserec.nn.transformer import TransformerEncoder, attention_mask, init_bert_weights
-from denoiserec.train.losses import Objective
+from denoiserec.nn.encoders import TransformerBackbone
+from denoiserec.nn.losses import Objective
+from denoiserec.nn.transformer import check_transformer_settings, init_bert_weights
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class BERT4RecConfig:
     ft_ratio: float = 0.5
     """Probability that a batch masks only the last item (RecBole's fine-tuning samples)."""
 
+    def __post_init__(self) -> None:
+        check_transformer_settings(self)
+        check_range("model.mask_ratio", self.mask_ratio, 0, 1, low_open=True)
+        check_range("model.ft_ratio", self.ft_ratio, 0, 1)
+
 
 def cloze_mask(items: torch.Tensor, lengths: torch.Tensor, mask_ratio: float, ft_ratio: float,
                max_predictions: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,28 +92,31 @@ class BERT4Rec(SequentialRecommender):
     config_class = BERT4RecConfig
     causal = False
 
+    @classmethod
+    def build_encoder(cls, config: BERT4RecConfig, max_len: int) -> TransformerBackbone:
+        return TransformerBackbone(config.hidden_size, max_len, config.n_layers, config.n_heads,
+                                   config.inner_size, config.hidden_dropout, config.attn_dropout,
+                                   config.hidden_act, config.layer_norm_eps,
+                                   config.initializer_range, causal=False)  # bidirectional
+
     def __init__(self, config: BERT4RecConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)
         H = config.hidden_size
         self.mask_token = n_items + 1
         self.item_embedding = nn.Embedding(n_items + 2, H, padding_idx=0)  # + mask token
-        self.position_embedding = nn.Embedding(max_len, H)
-        self.norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
-        self.encoder = TransformerEncoder(config.n_layers, H, config.n_heads, config.inner_size,
-                                          config.hidden_dropout, config.attn_dropout,
-                                          config.hidden_act, config.layer_norm_eps)
-        self.output_ffn = nn.Linear(H, H)
+        self.backbone = self.build_encoder(config, max_len)
+        self.output_ffn = nn.Linear(H, H)  # the Cloze head (§3.4): GELU, LayerNorm, bias
         self.output_norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
         self.output_bias = nn.Parameter(torch.zeros(n_items + 1))
         self.max_predictions = int(config.mask_ratio * max_len)
-        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
+        init_bert_weights(self.item_embedding, config.initializer_range)
+        self.backbone.reset_parameters()
+        for module in (self.output_ffn, self.output_norm):
+            init_bert_weights(module, config.initializer_range)
 
     def _encode_items(self, items: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(items.shape[1], device=items.device)
-        x = self.dropout(self.norm(self.item_embedding(items) + self.position_embedding(positions)))
-        x = self.encoder(x, attention_mask(items, causal=False))  # bidirectional
-        return self.output_norm(F.gelu(self.output_ffn(x)))  # (B, L, H)
+        x = self.backbone(self.item_embedding(items), items)  # §3.2-3.3
+        return self.output_norm(F.gelu(self.output_ffn(x)))  # (B, L, H), §3.4
 
     def encode(self, batch: Batch) -> torch.Tensor:
         return self._encode_items(batch.items)

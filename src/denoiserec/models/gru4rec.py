@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from denoiserec.config import check_range
 from denoiserec.data.batches import Batch
 from denoiserec.models.base import SequentialRecommender
 from denoiserec.models.registry import register
+from denoiserec.nn.encoders import GRUBackbone
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ class GRU4RecConfig:
     dropout: float = 0.3
     """Dropout on the input embeddings."""
 
+    def __post_init__(self) -> None:
+        for key in ("embedding_size", "hidden_size", "num_layers"):
+            check_range(f"model.{key}", getattr(self, key), 1)
+        check_range("model.dropout", self.dropout, 0, 1, high_open=True)
+
 
 @register
 class GRU4Rec(SequentialRecommender):
@@ -41,21 +48,24 @@ class GRU4Rec(SequentialRecommender):
     config_class = GRU4RecConfig
     causal = True
 
+    @classmethod
+    def build_encoder(cls, config: GRU4RecConfig, max_len: int) -> GRUBackbone:
+        return GRUBackbone(config.embedding_size, config.hidden_size, config.num_layers,
+                           config.dropout)
+
+    @classmethod
+    def embedding_size(cls, config: GRU4RecConfig) -> int:
+        return config.embedding_size
+
     def __init__(self, config: GRU4RecConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)
         self.item_embedding = nn.Embedding(n_items + 1, config.embedding_size, padding_idx=0)
-        self.dropout = nn.Dropout(config.dropout)
-        self.gru = nn.GRU(config.embedding_size, config.hidden_size, config.num_layers,
-                          bias=False, batch_first=True)
-        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.backbone = self.build_encoder(config, max_len)
         nn.init.xavier_normal_(self.item_embedding.weight)  # RecBole's initialisation
-        for layer in range(config.num_layers):
-            nn.init.xavier_uniform_(getattr(self.gru, f"weight_hh_l{layer}"))
-            nn.init.xavier_uniform_(getattr(self.gru, f"weight_ih_l{layer}"))
+        self.backbone.reset_parameters()
 
     def encode(self, batch: Batch) -> torch.Tensor:
-        hidden, _ = self.gru(self.dropout(self.item_embedding(batch.items)))  # (B, L, hidden)
-        return self.dense(hidden)
+        return self.backbone(self.item_embedding(batch.items), batch.items)  # §3.1
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight

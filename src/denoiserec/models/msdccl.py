@@ -35,7 +35,7 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   ``temperature_annealing=reference`` reproduces the reference. Gumbel floor 1e-3 -> 0.1: the
   straight-through gradient scales as 1/tau and is zero or spiky at 1e-3.
 * LR stepped per epoch, lr * (T - e) / T, no warm-up (§4.2) -> the trainer's per-batch warm-up.
-* RecBole's sampler -> ``sample_negatives`` (one per instance, redrawn when equal to the target)
+* RecBole's sampler -> ``uniform_negatives`` (one per instance, redrawn when equal to the target)
   unless ``train.loss=bpr`` gives some (the soft term is then BPR too). BPR is -logsigmoid, not
   -log(1e-10 + sigmoid). Window, compaction and curriculum are vectorised (§7.16-17).
 * Not implemented: ``train_set_ratio`` (always 1), pre-trained embeddings, the cosine
@@ -47,17 +47,19 @@ drops nearly all in epoch 1, then keeps all by epoch 4. ``gate_centering`` (ours
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denoiserec.config import check_choice, check_range
 from denoiserec.data.batches import Batch
 from denoiserec.errors import ConfigError
 from denoiserec.models.base import ModelOutput, SequentialRecommender
-from denoiserec.models.registry import register
-from denoiserec.nn.backbones import GRUOverEmbeddings, TransformerOverEmbeddings
+from denoiserec.models.bert4rec import BERT4RecConfig
+from denoiserec.models.registry import model_class, model_config_class, register
 from denoiserec.nn.contrastive import cross_signal_contrastive
 from denoiserec.nn.gumbel import (
     centred_gate_logits,
@@ -65,20 +67,20 @@ from denoiserec.nn.gumbel import (
     keep_most_recent_if_empty,
     straight_through_gumbel,
 )
+from denoiserec.nn.losses import Objective, bpr, uniform_negatives
+from denoiserec.nn.schedules import (
+    ANNEALING,
+    CURRICULA,
+    anneal_temperature,
+    curriculum_drop_rate,
+    easiest_mean,
+)
 from denoiserec.nn.short_term import CaserConvolution, last_items_window
 from denoiserec.nn.transformer import (
     MultiHeadSelfAttention,
     TransformerEncoder,
     attention_mask,
     init_bert_weights,
-)
-from denoiserec.train.losses import Objective, bpr, sample_negatives
-from denoiserec.train.schedules import (
-    ANNEALING,
-    CURRICULA,
-    anneal_temperature,
-    curriculum_drop_rate,
-    easiest_mean,
 )
 
 BACKBONES = ("bert4rec", "sasrec", "gru4rec")
@@ -90,26 +92,12 @@ class MSDCCLConfig:
     """MSDCCL hyper-parameters (defaults: the reference run script for ml-100k, spec §5)."""
 
     name: str = "msdccl"
-    hidden_size: int = 100
-    """Embedding and hidden size of every part (paper d = 100)."""
-    backbone: str = "bert4rec"
-    """Soft-branch recommender: bert4rec (bidirectional, paper) | sasrec (causal) | gru4rec."""
-    backbone_layers: int = 2
-    """Transformer backbone: blocks (run script: 2)."""
-    backbone_heads: int = 2
-    """Transformer backbone: attention heads (run script: 2)."""
-    backbone_inner_size: int = 0
-    """Transformer backbone: feed-forward size; 0 = hidden_size (run script: inner = H)."""
-    backbone_hidden_dropout: float = 0.5
-    """Transformer backbone: embedding/hidden dropout (run script: 0.5)."""
-    backbone_attn_dropout: float = 0.5
-    """Transformer backbone: attention dropout (run script: 0.5)."""
-    backbone_act: str = "gelu"
-    """Transformer backbone: feed-forward activation (gelu | relu)."""
-    gru_layers: int = 1
-    """GRU backbone: stacked layers (run script: 1)."""
-    gru_dropout: float = 0.3
-    """GRU backbone: dropout on its input (run script: 0.3)."""
+    backbone: Any = field(default_factory=lambda: BERT4RecConfig(
+        hidden_size=100, inner_size=100, hidden_dropout=0.5, attn_dropout=0.5),
+        metadata={"config_class": model_config_class})
+    """The soft branch's recommender, a registered model's own settings (``name``: bert4rec, the
+    paper's; sasrec; gru4rec). Its embedding width is MSDCCL's width H for every part
+    (reference run script: BERT4Rec, H = 100, 2 layers, 2 heads, inner = H, dropout 0.5)."""
     n_layers: int = 2
     """Blocks of each of MSDCCL's own encoders (long-term and hard-branch)."""
     n_heads: int = 2
@@ -168,16 +156,54 @@ class MSDCCLConfig:
     layer_norm_eps: float = 1e-12
     """LayerNorm epsilon inside the Transformer encoders."""
     initializer_range: float = 0.02
-    """Std of the N(0, std) init of the item table and the backbone."""
+    """Std of the N(0, std) init of the shared item table."""
+
+    def __post_init__(self) -> None:
+        check_choice("model.backbone.name", self.backbone.name, BACKBONES)
+        check_choice("model.curriculum", self.curriculum, CURRICULA)
+        check_choice("model.temperature_annealing", self.temperature_annealing, ANNEALING)
+        check_choice("model.soft_weight_norm", self.soft_weight_norm, NORMS)
+        for key in ("n_layers", "n_heads", "inner_size", "sequence_last_m", "n_v", "n_h",
+                    "curriculum_epochs"):
+            check_range(f"model.{key}", getattr(self, key), 1)
+        for key in ("att_dropout", "ae_dropout", "max_drop_rate"):
+            check_range(f"model.{key}", getattr(self, key), 0, 1, high_open=True)
+        for key in ("gumbel_temperature", "gumbel_temperature_floor", "contrastive_temperature",
+                    "contrastive_temperature_floor", "anneal_epochs"):
+            check_range(f"model.{key}", getattr(self, key), 0, low_open=True)
+        check_range("model.loss_lambda", self.loss_lambda, 0)
+        if self.width % self.n_heads:
+            raise ConfigError(f"the backbone's width ({self.width}) must be a multiple of "
+                              f"model.n_heads ({self.n_heads})")
+
+    @property
+    def width(self) -> int:
+        """H: the backbone's embedding width, shared by every part of MSDCCL."""
+        return model_class(self.backbone.name).embedding_size(self.backbone)
 
 
-def _check(config: MSDCCLConfig) -> None:
-    for key, allowed in (("backbone", BACKBONES), ("curriculum", CURRICULA),
-                         ("temperature_annealing", ANNEALING), ("soft_weight_norm", NORMS)):
-        if getattr(config, key) not in allowed:
-            raise ConfigError(f"model.{key} must be one of {allowed}, got '{getattr(config, key)}'")
-    if config.sequence_last_m < 1:
-        raise ConfigError(f"model.sequence_last_m must be >= 1, got {config.sequence_last_m}")
+@dataclass(frozen=True)
+class SoftDenoising:
+    """§4.3 soft level of one batch.
+
+    Attributes:
+        log_probs: (B, L, 2) clean/noise log-probabilities (0 = clean).
+        weights: (B, L) soft weights of the items, 0 on padding.
+        embeddings: (B, L, H) re-weighted item values that feed the backbone.
+    """
+
+    log_probs: torch.Tensor
+    weights: torch.Tensor
+    embeddings: torch.Tensor
+
+
+@dataclass(frozen=True)
+class HardMasks:
+    """§4.3.3 hard level: (B, L) keep and noise masks, exactly 0/1, ``keep + noise`` = the
+    padding mask; ``keep`` carries the straight-through gradient."""
+
+    keep: torch.Tensor
+    noise: torch.Tensor
 
 
 def _init_msdccl(module: nn.Module) -> None:
@@ -221,17 +247,6 @@ class MsdcclAttnReadout(nn.Module):
         return F.log_softmax(logits, -1), self.value(x) * mask
 
 
-def _backbone(c: MSDCCLConfig, max_len: int) -> nn.Module:
-    """The soft branch's recommender over the re-weighted embeddings (reference sub-models)."""
-    if c.backbone == "gru4rec":
-        return GRUOverEmbeddings(c.hidden_size, c.gru_layers, c.gru_dropout)
-    return TransformerOverEmbeddings(
-        c.hidden_size, max_len, c.backbone_layers, c.backbone_heads,
-        c.backbone_inner_size or c.hidden_size, c.backbone_hidden_dropout,
-        c.backbone_attn_dropout, c.backbone_act, c.layer_norm_eps, c.initializer_range,
-        causal=c.backbone == "sasrec")
-
-
 @register
 class MSDCCL(SequentialRecommender):
     name = "msdccl"
@@ -240,8 +255,7 @@ class MSDCCL(SequentialRecommender):
 
     def __init__(self, config: MSDCCLConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)
-        _check(config)
-        H, c = config.hidden_size, config
+        H, c = config.width, config
         # §4.2 user-interest extractor (MSDCCL-owned modules, reference init)
         self.position_embedding = nn.Embedding(max_len, H)  # long-term and hard encoders
         self.norm = nn.LayerNorm(H)
@@ -260,7 +274,8 @@ class MSDCCL(SequentialRecommender):
         # shared item table and backbone, with the backbone's N(0, 0.02) init
         self.item_embedding = nn.Embedding(n_items + 1, H, padding_idx=0)
         init_bert_weights(self.item_embedding, c.initializer_range)
-        self.backbone = _backbone(c, max_len)
+        self.backbone = model_class(c.backbone.name).build_encoder(c.backbone, max_len)
+        self.backbone.reset_parameters()  # the registered backbone's own encoder and init
         self.epoch = 0
         self.steps_per_epoch: int | None = None
         self.gumbel_tau = c.gumbel_temperature
@@ -302,9 +317,8 @@ class MSDCCL(SequentialRecommender):
                                            + self.interest_map(long_term)))
 
     # -- §4.3 soft denoising -----------------------------------------------------------------
-    def soft_denoise(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (B, L, 2) clean/noise log-probabilities, (B, L) soft weights and the
-        (B, L, H) re-weighted item embeddings that feed the backbone."""
+    def soft_denoise(self, batch: Batch) -> SoftDenoising:
+        """Clean/noise log-probabilities, soft weights and the re-weighted embeddings."""
         items = batch.items
         mask = (items > 0)[..., None].float()  # (B, L, 1)
         interest = self.user_interest(items, batch.lengths)
@@ -314,42 +328,43 @@ class MSDCCL(SequentialRecommender):
         if self.config.soft_weight_norm == "mean":  # n * softmax(log pi): stable if all pi -> 0
             log_clean = log_probs[..., 0].masked_fill(real == 0, torch.finfo(real.dtype).min)
             clean = log_clean.softmax(1) * real * real.sum(1, keepdim=True)
-        return log_probs, clean, clean[..., None] * values
+        return SoftDenoising(log_probs=log_probs, weights=clean,
+                             embeddings=clean[..., None] * values)
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """(B, L, H) backbone output over the soft-denoised sequence."""
-        return self.backbone(self.soft_denoise(batch)[2], batch.items)
+        return self.backbone(self.soft_denoise(batch).embeddings, batch.items)
 
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
         """(B, H) r_soft: the backbone at the last real item; it alone predicts."""
-        return self.backbone(self.soft_denoise(batch)[2], batch.items, batch.lengths - 1)
+        return self.backbone(self.soft_denoise(batch).embeddings, batch.items,
+                             batch.lengths - 1)
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight
 
     # -- §4.3.3 hard denoising ---------------------------------------------------------------
     def hard_masks(self, batch: Batch, log_probs: torch.Tensor | None = None,
-                   sample: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L) keep and noise masks, exactly 0/1 with keep + noise = padding mask; keep
-        carries the straight-through gradient. Sampled in training (unless ``sample=False``),
-        argmax in evaluation; a row keeping nothing keeps its most recent item."""
+                   sample: bool | None = None) -> HardMasks:
+        """Keep/noise masks: sampled in training (unless ``sample=False``), argmax in
+        evaluation; a row keeping nothing keeps its most recent item."""
         if log_probs is None:
-            log_probs = self.soft_denoise(batch)[0]
+            log_probs = self.soft_denoise(batch).log_probs
         sample = self.training if sample is None else sample
         mask = (batch.items > 0).to(log_probs.dtype)
         if self.config.gate_centering:  # keep/drop relative to the row's mean relevance
             log_probs = centred_gate_logits(log_probs, mask, self.config.gate_bias)
         choice = straight_through_gumbel(log_probs, self.gumbel_tau, sample)  # (B, L, 2)
         keep = keep_most_recent_if_empty(choice[..., 0] * mask, batch.lengths)
-        return keep, mask - keep.detach()
+        return HardMasks(keep=keep, noise=mask - keep.detach())
 
     def hard_keep(self, batch: Batch) -> torch.Tensor:
         """(B, L) deterministic keep mask (1 = clean) of the hard gate."""
-        return self.hard_masks(batch, sample=False)[0]
+        return self.hard_masks(batch, sample=False).keep
 
     def noise_scores(self, batch: Batch) -> torch.Tensor:
         """(B, L) 1 - clean probability in [0, 1], 0 on padding."""
-        noise = self.soft_denoise(batch)[0][..., 1].exp()
+        noise = self.soft_denoise(batch).log_probs[..., 1].exp()
         return noise * (batch.items > 0)
 
     def hard_representation(self, items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -367,11 +382,11 @@ class MSDCCL(SequentialRecommender):
         if batch.targets.dim() != 1:
             raise ValueError("MSDCCL trains on prefix instances only (train.instances=prefix)")
         c, targets, items = self.config, batch.targets, self.item_embeddings()
-        log_probs, _, denoised = self.soft_denoise(batch)
-        representation = self.backbone(denoised, batch.items, batch.lengths - 1)  # r_soft
+        soft = self.soft_denoise(batch)
+        representation = self.backbone(soft.embeddings, batch.items, batch.lengths - 1)  # r_soft
         negatives = batch.negatives
         if negatives is None:  # the trainer samples only for train.loss=bpr
-            negatives = sample_negatives(targets, self.n_items, 1)
+            negatives = uniform_negatives(targets, self.n_items, 1)
         if objective.kind == "bpr":
             positive = (representation * items[targets]).sum(-1, keepdim=True)
             negative = torch.einsum("bd,bkd->bk", representation, items[negatives])
@@ -383,7 +398,7 @@ class MSDCCL(SequentialRecommender):
         rec = easiest_mean(per_sample, drop)  # §4.5: the easiest (1 - d_e) of the batch
         total, parts = rec, {"rec": float(rec.detach())}
         if c.use_hard_branch or c.use_contrastive:
-            keep, _ = self.hard_masks(batch, log_probs, sample=True)
+            keep = self.hard_masks(batch, soft.log_probs, sample=True).keep
             parts["kept"] = float(keep.detach().sum() / batch.lengths.sum())
         if c.use_hard_branch:
             hard = bpr(self.hard_representation(batch.items, keep), items, targets, negatives)

@@ -20,7 +20,8 @@ from torch import nn
 from denoiserec.data.batches import Batch
 from denoiserec.models.base import SequentialRecommender
 from denoiserec.models.registry import register
-from denoiserec.nn.transformer import TransformerEncoder, attention_mask, init_bert_weights
+from denoiserec.nn.encoders import TransformerBackbone
+from denoiserec.nn.transformer import check_transformer_settings, init_bert_weights
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class SASRecConfig:
     initializer_range: float = 0.02
     """Std of the N(0, std) weight initialisation."""
 
+    def __post_init__(self) -> None:
+        check_transformer_settings(self)
+
 
 @register
 class SASRec(SequentialRecommender):
@@ -54,30 +58,26 @@ class SASRec(SequentialRecommender):
     config_class = SASRecConfig
     causal = True
 
+    @classmethod
+    def build_encoder(cls, config: SASRecConfig, max_len: int) -> TransformerBackbone:
+        return TransformerBackbone(config.hidden_size, max_len, config.n_layers, config.n_heads,
+                                   config.inner_size, config.hidden_dropout, config.attn_dropout,
+                                   config.hidden_act, config.layer_norm_eps,
+                                   config.initializer_range, causal=True)
+
     def __init__(self, config: SASRecConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)
-        H = config.hidden_size
-        self.item_embedding = nn.Embedding(n_items + 1, H, padding_idx=0)
-        self.position_embedding = nn.Embedding(max_len, H)  # position 0 = oldest item
-        self.norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
-        self.encoder = TransformerEncoder(config.n_layers, H, config.n_heads, config.inner_size,
-                                          config.hidden_dropout, config.attn_dropout,
-                                          config.hidden_act, config.layer_norm_eps)
-        self.apply(lambda m: init_bert_weights(m, config.initializer_range))
-
-    def _embed(self, items: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(items.shape[1], device=items.device)
-        x = self.item_embedding(items) + self.position_embedding(positions)[None]  # (B, L, H)
-        return self.dropout(self.norm(x))
+        self.item_embedding = nn.Embedding(n_items + 1, config.hidden_size, padding_idx=0)
+        self.backbone = self.build_encoder(config, max_len)
+        init_bert_weights(self.item_embedding, config.initializer_range)
+        self.backbone.reset_parameters()
 
     def encode(self, batch: Batch) -> torch.Tensor:
-        return self.encoder(self._embed(batch.items), attention_mask(batch.items, causal=True))
+        return self.backbone(self.item_embedding(batch.items), batch.items)  # Eq. 2-6
 
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
         # the last block only at position length - 1: the same values as encode() + gather
-        return self.encoder(self._embed(batch.items), attention_mask(batch.items, causal=True),
-                            query=batch.lengths - 1)
+        return self.backbone(self.item_embedding(batch.items), batch.items, batch.lengths - 1)
 
     def item_embeddings(self) -> torch.Tensor:
-        return self.item_embedding.weight
+        return self.item_embedding.weight  # Eq. 7: shared input and output item embeddings

@@ -10,11 +10,17 @@ allowed, -10000 elsewhere, so fully padded query rows stay finite).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denoiserec.config import check_choice, check_range
+from denoiserec.errors import ConfigError
+
 MASKED = -10000.0  # RecBole's additive mask value
+ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 
 
 def attention_mask(items: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -78,7 +84,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.up = nn.Linear(hidden, inner)
         self.down = nn.Linear(inner, hidden)
-        self.activation = {"gelu": F.gelu, "relu": F.relu}[activation]
+        self.activation = ACTIVATIONS[activation]
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden, eps=eps)
 
@@ -135,3 +141,18 @@ def init_bert_weights(module: nn.Module, std: float) -> None:
     if isinstance(module, nn.LayerNorm):
         module.bias.data.zero_()
         module.weight.data.fill_(1.0)
+
+
+def check_transformer_settings(config: Any) -> None:
+    """Sizes >= 1, hidden size divisible by the heads, dropouts in [0, 1), known activation
+    (shared by every Transformer model's config)."""
+    for key in ("n_layers", "n_heads", "hidden_size", "inner_size"):
+        check_range(f"model.{key}", getattr(config, key), 1)
+    for key in ("hidden_dropout", "attn_dropout"):
+        check_range(f"model.{key}", getattr(config, key), 0, 1, high_open=True)
+    check_range("model.initializer_range", config.initializer_range, 0, low_open=True)
+    check_range("model.layer_norm_eps", config.layer_norm_eps, 0, low_open=True)
+    check_choice("model.hidden_act", config.hidden_act, tuple(ACTIVATIONS))
+    if config.hidden_size % config.n_heads:
+        raise ConfigError(f"model.hidden_size ({config.hidden_size}) must be a multiple of "
+                          f"model.n_heads ({config.n_heads})")

@@ -29,11 +29,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from denoiserec.config import check_choice, check_range
 from denoiserec.data.log import Interactions
-from denoiserec.errors import ConfigError
 from denoiserec.protocols import leave_one_out
 
 STRATEGIES = ("replace", "insert", "popular", "off-interest")
+PER = ("sequence", "global")
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,15 @@ class NoiseConfig:
     embedding_dim: int = 16
     """``off-interest`` only: rank of the SVD item embedding."""
 
-
-def _validate(config: NoiseConfig) -> None:
-    if config.kind not in STRATEGIES:
-        raise ConfigError(f"noise.kind must be one of {STRATEGIES}, got '{config.kind}'")
-    if config.per not in ("sequence", "global"):
-        raise ConfigError(f"noise.per must be 'sequence' or 'global', got '{config.per}'")
-    if not 0.0 <= config.ratio < 10.0:
-        raise ConfigError(f"noise.ratio must be in [0, 10), got {config.ratio}")
+    def __post_init__(self) -> None:
+        check_choice("noise.kind", self.kind, STRATEGIES)
+        check_choice("noise.per", self.per, PER)
+        # replacing more than every training item is impossible; insertion may double it
+        high = 1.0 if self.kind == "replace" else 10.0
+        check_range(f"noise.ratio (kind {self.kind})", self.ratio, 0, high, high_open=high > 1)
+        check_range("noise.seed", self.seed, 0)
+        check_range("noise.candidates", self.candidates, 1)
+        check_range("noise.embedding_dim", self.embedding_dim, 1)
 
 
 def _noise_counts(n_train: np.ndarray, config: NoiseConfig, rng: np.random.Generator) -> np.ndarray:
@@ -134,7 +136,6 @@ def _copy_sources(size: int, clean_slots: np.ndarray, train_rows: np.ndarray,
 
 def inject(log: Interactions, config: NoiseConfig) -> Interactions:
     """A noisy copy of ``log`` (see the module docstring); ``log`` itself is not changed."""
-    _validate(config)
     rng = np.random.default_rng(config.seed)
     _, train_end, _, _ = leave_one_out(log)
     starts, ends = log.offsets[:-1], log.offsets[1:]

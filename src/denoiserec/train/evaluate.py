@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from denoiserec.config import ProtocolConfig
 from denoiserec.data.batches import Batcher
 from denoiserec.metrics import DEFAULT_KS, metric_values, summarize, target_ranks
 from denoiserec.models.base import SequentialRecommender
-from denoiserec.protocols import EvalSet, exclude_unrankable
+from denoiserec.protocols import EvalSet, ProtocolConfig, exclude_unrankable
 
 
 @dataclass(frozen=True)
@@ -33,9 +32,10 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
-             protocol: ProtocolConfig, batch_size: int = 4096, ties: str = "id",
+             protocol: ProtocolConfig, batch_size: int = 4096,
              ks: tuple[int, ...] = DEFAULT_KS) -> Evaluation:
-    """Rank every instance's target among the items ``protocol`` allows.
+    """Rank every instance's target among the items ``protocol`` allows (ties broken by
+    ``protocol.ties``).
 
     Instances are processed in order of input length, so that each chunk is cut to its own
     longest input (on short-sequence logs such as Beauty most chunks are far shorter than
@@ -59,7 +59,7 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
         scores = exclude_unrankable(
             scores, batcher.items, batcher.starts[users], targets, batch.targets, protocol,
             None if negatives_all is None else negatives_all[chunk])
-        ranks.append(target_ranks(scores, batch.targets, ties=ties, max_k=max(ks)))
+        ranks.append(target_ranks(scores, batch.targets, ties=protocol.ties, max_k=max(ks)))
     model.train(was_training)
     rank_tensor = torch.empty_like(targets_all)
     rank_tensor[by_length] = torch.cat(ranks)

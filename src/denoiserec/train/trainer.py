@@ -25,17 +25,75 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from denoiserec.config import RunConfig
+from denoiserec.config import check_choice, check_range
 from denoiserec.data.batches import Batch, Batcher, window_ends
 from denoiserec.errors import ConfigError, TrainingError
-from denoiserec.models import build_model
+from denoiserec.metrics import DEFAULT_KS, METRIC_NAMES
 from denoiserec.models.base import SequentialRecommender
+from denoiserec.nn.losses import LOSSES, Objective, uniform_negatives
 from denoiserec.protocols import Split
 from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
 from denoiserec.train.evaluate import Evaluation, evaluate
-from denoiserec.train.losses import LOSSES, Objective, sample_negatives
 
 CHECKPOINTS = ("best", "last")  # the run directory's weights: best valid epoch, final epoch
+INSTANCES = ("prefix", "window")
+DEVICES = ("auto", "cpu", "cuda")
+VALID_METRICS = tuple(f"{name}@{k}" for name in METRIC_NAMES for k in DEFAULT_KS)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop (one loop for every model)."""
+
+    epochs: int = 200
+    """Maximum number of epochs."""
+    batch_size: int = 256
+    """Training instances per batch."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """Adam weight decay (L2, as ``torch.optim.Adam``)."""
+    clip_grad_norm: float = 0.0
+    """Clip the gradient norm to this value; 0 = off (RecBole default)."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up over this many batches, then constant."""
+    loss: str = "ce"
+    """``ce`` (softmax over all items) or ``bpr`` (with ``n_negatives`` sampled negatives)."""
+    n_negatives: int = 1
+    """BPR only: uniformly sampled negatives per positive."""
+    instances: str = "prefix"
+    """``prefix`` = every prefix is an instance (RecBole); ``window`` = all positions of a
+    window at once (causal models; the original SASRec's training)."""
+    valid_metric: str = "ndcg@10"
+    """Early stopping and model selection metric, on the validation set."""
+    patience: int = 10
+    """Stop once more than this many evaluations brought no improvement (RecBole
+    ``stopping_step``, same rule)."""
+    eval_batch_size: int = 4096
+    """Instances per evaluation batch."""
+    seed: int = 2020
+    """Seed of parameters, shuffling, dropout and sampling."""
+    deterministic: bool = True
+    """Request deterministic CUDA kernels (CPU runs are repeatable without it)."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+    threads: int = 0
+    """CPU threads for torch; 0 = torch's default."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        check_choice("train.instances", self.instances, INSTANCES)
+        check_choice("train.loss", self.loss, LOSSES)
+        check_choice("train.valid_metric", self.valid_metric, VALID_METRICS)
+        check_choice("train.device", self.device, DEVICES)
+        check_range("train.lr", self.lr, 0, low_open=True)
+        check_range("train.weight_decay", self.weight_decay, 0)
+        check_range("train.clip_grad_norm", self.clip_grad_norm, 0)
+        for key in ("epochs", "batch_size", "n_negatives", "eval_batch_size", "seed"):
+            check_range(f"train.{key}", getattr(self, key), 1)
+        for key in ("warmup_steps", "patience", "threads"):
+            check_range(f"train.{key}", getattr(self, key), 0)
 
 
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
@@ -76,37 +134,36 @@ class TrainState:
         return round(value, 4) >= self.best_value
 
 
-def check_config(config: RunConfig, model: SequentialRecommender) -> None:
-    train = config.train
-    if train.instances not in ("prefix", "window"):
-        raise ConfigError(f"train.instances must be 'prefix' or 'window', got '{train.instances}'")
-    if train.instances == "window" and not model.causal:
-        raise ConfigError(f"train.instances=window needs a causal model; {model.name} is not")
-    if train.loss not in LOSSES:
-        raise ConfigError(f"train.loss must be one of {LOSSES}, got '{train.loss}'")
-    if train.epochs < 1 or train.batch_size < 1:
-        raise ConfigError("train.epochs and train.batch_size must be positive")
+def prepare_torch(train: TrainConfig) -> torch.device:
+    """Threads, device and seeds of a run: call once, before the model is built."""
+    if train.threads > 0:
+        torch.set_num_threads(train.threads)
+    device = resolve_device(train.device)
+    seed_everything(train.seed, train.deterministic, device)
+    return device
 
 
 class Trainer:
-    """Trains ``config.model`` on ``split`` and writes checkpoints into ``run_dir``."""
+    """Trains ``model`` on ``split`` with the ``train`` settings; checkpoints go to ``run_dir``.
 
-    def __init__(self, config: RunConfig, split: Split, run_dir: Path) -> None:
-        self.config = config
+    The model is built by the caller after :func:`prepare_torch` (so that its initialisation
+    draws from the seeded generator); the trainer only needs ``max_len`` of the data settings.
+    """
+
+    def __init__(self, model: SequentialRecommender, split: Split, train: TrainConfig,
+                 max_len: int, run_dir: Path) -> None:
+        self.train_config = train
         self.split = split
         self.run_dir = run_dir
-        train = config.train
-        if train.threads > 0:
-            torch.set_num_threads(train.threads)
+        self.max_len = max_len
         self.device = resolve_device(train.device)
-        seed_everything(train.seed, train.deterministic, self.device)
-        self.model = build_model(config.model, split.log.n_items, config.data.max_len)
-        self.model.to(self.device)
-        check_config(config, self.model)
+        if train.instances == "window" and not model.causal:
+            raise ConfigError(f"train.instances=window needs a causal model; {model.name} is not")
+        self.model = model.to(self.device)
         self.objective = Objective(train.loss, train.n_negatives)
-        self.batcher = Batcher(split.log, config.data.max_len, self.device)
+        self.batcher = Batcher(split.log, max_len, self.device)
         self.eval_batcher = (self.batcher if split.eval_log is None
-                             else Batcher(split.eval_log, config.data.max_len, self.device))
+                             else Batcher(split.eval_log, max_len, self.device))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr,
                                           weight_decay=train.weight_decay)
         warmup = max(train.warmup_steps, 0)
@@ -118,9 +175,9 @@ class Trainer:
     # -- instances and batches ---------------------------------------------------------------
     def _instances(self) -> tuple[torch.Tensor, torch.Tensor]:
         split = self.split
-        if self.config.train.instances == "window":
+        if self.train_config.instances == "window":
             users, ends = window_ends(split.train_starts, split.train_end,
-                                      self.config.data.max_len)
+                                      self.max_len)
         else:
             users, ends = split.train_users, split.train_targets
         return (torch.as_tensor(users, device=self.device),
@@ -128,28 +185,28 @@ class Trainer:
 
     def _batch(self, index: torch.Tensor) -> Batch:
         users, ends = self.users[index], self.ends[index]
-        if self.config.train.instances == "window":
+        if self.train_config.instances == "window":
             batch = self.batcher.window(users, ends)
         else:
             batch = self.batcher.prefix(users, ends)
         if self.objective.kind == "bpr":
-            batch = batch.with_negatives(
-                sample_negatives(batch.targets, self.split.log.n_items, self.objective.n_negatives))
+            batch = batch.with_negatives(uniform_negatives(
+                batch.targets, self.split.log.n_items, self.objective.n_negatives))
         return batch
 
     def _order(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.config.train.seed * 100_003 + epoch)
+        generator = torch.Generator().manual_seed(self.train_config.seed * 100_003 + epoch)
         return torch.randperm(len(self.users), generator=generator).to(self.device)
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
         self.model.train()
         order = self._order(epoch)
-        size = self.config.train.batch_size
+        size = self.train_config.batch_size
         total, parts_total, count = 0.0, {}, 0
         starts = range(0, len(order), size)
         bar = tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", mininterval=1.0,
-                   disable=None if self.config.train.progress else True)  # None: tty only
+                   disable=None if self.train_config.progress else True)  # None: tty only
         for step, start in enumerate(bar):
             self.model.on_batch_start(epoch, epoch * len(starts) + step)
             batch = self._batch(order[start:start + size])
@@ -161,7 +218,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
             norm = float(torch.nn.utils.clip_grad_norm_(  # clips only when clip_grad_norm > 0
-                self.model.parameters(), self.config.train.clip_grad_norm or math.inf))
+                self.model.parameters(), self.train_config.clip_grad_norm or math.inf))
             if not math.isfinite(norm):
                 raise TrainingError(f"gradient became {norm} at epoch {epoch}, batch {step} "
                                     "(finite loss); lower train.lr or set train.clip_grad_norm")
@@ -175,15 +232,15 @@ class Trainer:
                 bar.set_postfix(loss=f"{total / count:.4f}")
         return total / count, {name: value / count for name, value in parts_total.items()}
 
-    def evaluate(self, which: str, ties: str = "id") -> Evaluation:
+    def evaluate(self, which: str) -> Evaluation:
         eval_set = self.split.valid if which == "valid" else self.split.test
         return evaluate(self.model, self.eval_batcher, eval_set, self.split.protocol,
-                        self.config.train.eval_batch_size, ties=ties)
+                        self.train_config.eval_batch_size)
 
     # -- checkpoints -------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
-        return {"model": self.config.model.name, "n_items": self.split.log.n_items,
-                "max_len": self.config.data.max_len}
+        return {"model": self.model.name, "n_items": self.split.log.n_items,
+                "max_len": self.max_len}
 
     def save_last(self) -> None:
         save_checkpoint(self.run_dir / "last.pt", {
@@ -222,7 +279,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, on_epoch: Any = None) -> None:
         """Train until ``train.epochs`` or early stopping; ``on_epoch(state)`` after each."""
-        train = self.config.train
+        train = self.train_config
         metric = train.valid_metric
         while self.state.epoch < train.epochs and self.state.since_best <= train.patience:
             epoch = self.state.epoch
@@ -232,9 +289,6 @@ class Trainer:
             started = time.perf_counter()
             valid = self.evaluate("valid")
             valid_seconds = time.perf_counter() - started
-            if metric not in valid.metrics:
-                raise ConfigError(f"train.valid_metric '{metric}' is not one of "
-                                  f"{sorted(valid.metrics)}")
             value = valid.metrics[metric]
             self.state.history.append({
                 "epoch": epoch, "train_loss": loss, "loss_parts": parts,

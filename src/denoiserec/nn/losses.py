@@ -48,7 +48,7 @@ def bpr(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
     return -F.logsigmoid(positive - negative).mean()
 
 
-def sample_negatives(targets: torch.Tensor, n_items: int, n: int,
+def uniform_negatives(targets: torch.Tensor, n_items: int, n: int,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform negatives in 1..n_items of shape (*targets, n), redrawn where equal to the
     positive."""
