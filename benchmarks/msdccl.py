@@ -30,27 +30,20 @@ from denoiserec.runconfig import load_config
 from denoiserec.train.trainer import Trainer
 
 
-def build(overrides: list[str], run_dir: Path,
-          split=None) -> tuple[Trainer, torch.Tensor, torch.Tensor]:
-    """A Trainer for one model (``split`` reused between models) and its epoch's instances."""
+def build(overrides: list[str], run_dir: Path, split=None) -> Trainer:
+    """A Trainer for one model (``split`` reused between models)."""
     config = load_config(overrides=overrides)
     split = prepare(config) if split is None else split
-    trainer = make_trainer(config, split, run_dir)  # nothing is written there
-    return trainer, trainer.users, trainer.ends
+    return make_trainer(config, split, run_dir)  # nothing is written there
 
 
-def time_batches(trainer: Trainer, users: torch.Tensor, ends: torch.Tensor, first: int,
-                 count: int) -> float:
-    """Seconds per batch of ``Trainer.train_epoch`` over instances [first, first + count) * B
-    of a fixed shuffled order."""
-    size = trainer.config.train.batch_size
-    order = torch.randperm(len(users), generator=torch.Generator().manual_seed(0))
-    chosen = order[first * size:(first + count) * size].to(users.device)
-    trainer.users, trainer.ends = users[chosen], ends[chosen]
+def time_batches(trainer: Trainer, epoch: int, count: int) -> float:
+    """Seconds per batch of ``Trainer.train_epoch(epoch, max_batches=count)`` (the first
+    ``count`` batches of that epoch's shuffled order)."""
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    trainer.train_epoch(0)
+    trainer.train_epoch(epoch, max_batches=count)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / count
@@ -73,29 +66,30 @@ def main() -> None:
     common = [f"dataset={args.dataset}", f"max_len={args.max_len}", "protocol=recbole",
               "data.user_core=5", "data.item_core=5", "train.progress=false",
               f"train.threads={args.threads}", f"train.device={args.device}",
-              f"model.hidden_size={args.hidden}"]
-    models = [("SASRec", ["model=sasrec"]), ("BERT4Rec (Cloze)", ["model=bert4rec"])]
+              ]
+    size = f"model.hidden_size={args.hidden}"
+    models = [("SASRec", ["model=sasrec", size]), ("BERT4Rec (Cloze)", ["model=bert4rec", size])]
     models += [(f"MSDCCL-BERT4Rec, extra FFN {inner}",
-                ["model=msdccl", f"model.inner_size={inner}"]) for inner in args.inner]
+                ["model=msdccl", f"model.inner_size={inner}", f"model.backbone.hidden_size="
+                 f"{args.hidden}", f"model.backbone.inner_size={args.hidden}"])
+               for inner in args.inner]
     trainers, split = [], None
     run_dir = Path(tempfile.gettempdir()) / "msdccl-bench-unused"
     for _, model in models:
-        trainer, users, ends = build([*model, *common], run_dir, split)
+        trainer = build([*model, *common], run_dir, split)
         split = trainer.split
-        time_batches(trainer, users, ends, 0, args.warmup)  # untimed: first-call overheads
-        trainers.append((trainer, users, ends))
+        time_batches(trainer, 0, args.warmup)  # untimed: first-call overheads
+        trainers.append(trainer)
     # round-robin repeats, fastest kept: the machine may be shared with other jobs
     best = [float("inf")] * len(models)
     for repeat in range(args.repeats):
-        for index, (trainer, users, ends) in enumerate(trainers):
-            first = args.warmup + repeat * args.batches
-            best[index] = min(best[index], time_batches(trainer, users, ends, first,
-                                                        args.batches))
+        for index, trainer in enumerate(trainers):
+            best[index] = min(best[index], time_batches(trainer, repeat + 1, args.batches))
         print(f"round {repeat + 1}/{args.repeats} done", flush=True)
-    size = trainers[0][0].config.train.batch_size
-    epoch_batches = -(-len(trainers[0][1]) // size)
+    size = trainers[0].train_config.batch_size
+    epoch_batches = -(-len(trainers[0].users) // size)
     rows = []
-    for (label, _), (trainer, _, _), seconds in zip(models, trainers, best, strict=True):
+    for (label, _), trainer, seconds in zip(models, trainers, best, strict=True):
         params = sum(p.numel() for p in trainer.model.parameters())
         params -= trainer.model.item_embeddings().numel()
         rows.append([label, f"{params / 1e6:.3f}", f"{seconds:.4f}",

@@ -25,15 +25,17 @@ import argparse
 import json
 import statistics
 import subprocess
+import tempfile
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from denoiserec.report.tables import markdown_table
 from denoiserec.run import make_trainer, prepare
-from denoiserec.runconfig import load_config
+from denoiserec.runconfig import RunConfig, load_config
 
 OUT = Path(__file__).resolve().parent / "out"
 SASREC = ["model=sasrec", "dataset=ml-100k", "protocol=recbole", "train.progress=false"]
@@ -54,20 +56,21 @@ def ours_speed(threads: int, epochs: int, instances: str = "prefix",
                batch_size: int = 256) -> dict:
     config = load_config(overrides=[*SASREC, f"train.threads={threads}",
                                     f"train.instances={instances}", f"batch_size={batch_size}"])
-    trainer = make_trainer(config, prepare(config), OUT / "speed_ours_unused")
-    train_seconds, valid_seconds = [], []
-    for epoch in range(epochs):
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = make_trainer(replace_epochs(config, epochs), prepare(config), Path(run_dir))
+        trainer.fit()
         start = time.perf_counter()
-        trainer.train_epoch(epoch)
-        train_seconds.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        trainer.evaluate("valid")
-        valid_seconds.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    trainer.evaluate("test")
-    return {"train_epoch_seconds": statistics.median(train_seconds),
-            "valid_eval_seconds": statistics.median(valid_seconds),
-            "test_eval_seconds": time.perf_counter() - start}
+        trainer.evaluate("test")
+        test_seconds = time.perf_counter() - start
+    history = trainer.state.history  # the trainer's own timings
+    return {"train_epoch_seconds": statistics.median(e["train_seconds"] for e in history),
+            "valid_eval_seconds": statistics.median(e["valid_seconds"] for e in history),
+            "test_eval_seconds": test_seconds}
+
+
+def replace_epochs(config: RunConfig, epochs: int) -> RunConfig:
+    """``epochs`` epochs exactly (no early stop)."""
+    return replace(config, train=replace(config.train, epochs=epochs, patience=epochs))
 
 
 def mean_std(values: list[float]) -> str:
@@ -100,16 +103,17 @@ def accuracy() -> dict:
 def window_time_to(target: float, threads: int, max_epochs: int, batch_size: int) -> dict:
     config = load_config(overrides=[*SASREC, f"train.threads={threads}", "train.instances=window",
                                     f"epochs={max_epochs}", f"batch_size={batch_size}"])
-    trainer = make_trainer(config, prepare(config), OUT / "window_unused")
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = make_trainer(replace_epochs(config, max_epochs), prepare(config), Path(run_dir))
+        trainer.fit()
     elapsed, curve = 0.0, []
-    for epoch in range(max_epochs):
-        start = time.perf_counter()
-        trainer.train_epoch(epoch)
-        value = trainer.evaluate("valid").metrics["ndcg@10"]
-        elapsed += time.perf_counter() - start
-        curve.append((epoch, round(elapsed, 2), value))
+    for entry in trainer.state.history:  # the trainer's recorded epochs
+        elapsed += entry["train_seconds"] + entry["valid_seconds"]
+        value = entry["valid"]["ndcg@10"]
+        curve.append((entry["epoch"], round(elapsed, 2), value))
         if value >= target:
-            return {"reached": True, "epochs": epoch + 1, "seconds": elapsed, "curve": curve}
+            return {"reached": True, "epochs": entry["epoch"] + 1, "seconds": elapsed,
+                    "curve": curve}
     return {"reached": False, "epochs": max_epochs, "seconds": elapsed, "curve": curve}
 
 

@@ -196,10 +196,9 @@ def test_clean_refuses_unknown_items_and_overwriting(log, trained, tmp_path, mon
 
 def test_native_scores_cover_every_interaction(log):
     from denoiserec.models import build_model
+    from denoiserec.models.bert4rec import BERT4RecConfig
     from denoiserec.models.msdccl import MSDCCLConfig
     from denoiserec.noise.scores import native_scores
-
-    from denoiserec.models.bert4rec import BERT4RecConfig
 
     backbone = BERT4RecConfig(hidden_size=16, inner_size=16)
     model = build_model(MSDCCLConfig(backbone=backbone, inner_size=32),

@@ -12,6 +12,7 @@ float summation order) and short-sequence data (Amazon: median length 6) trains 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -107,6 +108,85 @@ class Batcher:
                      target_behaviours=self._behaviours_at(target_rows))
 
 
+class Windows(NamedTuple):
+    """All-position training windows of one epoch, for ``Batcher.window(users, ends)``.
+
+    Attributes:
+        users: (n,) user of each window.
+        ends: (n,) exclusive end row of each window: it predicts rows
+            ``max(start + 1, end - max_len) .. end - 1``.
+        counted: (n,) how many of the window's targets it *counts*: its last ``counted``
+            positions (see :func:`strided_windows`; :func:`counted_mask` turns it into a mask).
+    """
+
+    users: np.ndarray
+    ends: np.ndarray
+    counted: np.ndarray
+
+
+def strided_windows(starts: np.ndarray, train_end: np.ndarray, max_len: int,
+                    stride: int | None = None,
+                    rng: np.random.Generator | None = None) -> Windows:
+    """Windows of ``max_len`` targets cut from the end of each training region every ``stride``.
+
+    User ``u`` (training targets: rows ``start+1 .. train_end-1``) gets windows ending at
+    ``train_end - o - k * stride`` for k = 0, 1, ... while the window still holds a target,
+    preceded by one ending at ``train_end`` when ``o > 0``. The offset ``o`` is 0 without
+    ``rng``, else drawn per user from ``rng`` uniformly in ``[0, stride)`` (draw a new
+    generator, e.g. seeded by (seed, epoch), every epoch so that cut points move). With
+    ``stride < max_len`` windows overlap and a target is seen at several context lengths.
+
+    Every target is in at least one window and no window reaches ``train_end`` or beyond
+    (stride <= max_len). ``stride = max_len`` without ``rng`` gives exactly
+    :func:`window_ends` (non-overlapping windows, each target once).
+
+    Counting once: each target is *counted* in exactly one window, the one where it has the
+    longest context, which is the covering window with the smallest end. For all but a user's
+    lowest window these are the targets at or after the next lower window's end, i.e. its last
+    ``end - next_end`` positions (the last ``o`` of the ``train_end`` window, the last
+    ``stride`` of grid windows); the lowest window counts all its targets. A counted target
+    therefore has at least ``max_len - stride + 1`` items of context (fewer only near the
+    sequence start): with ``stride < max_len`` the other views add short-context gradients
+    only if the loss uses them; ``stride = max_len`` with an offset varies the counted context
+    length over ``1 .. max_len`` across epochs at the cost of one extra window per user.
+
+    Returns:
+        :class:`Windows` ``(users, ends, counted)``, users in order, ends decreasing per user.
+    """
+    stride = max_len if stride is None else stride
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"stride must be in 1..max_len={max_len}, got {stride}")
+    starts = np.asarray(starts, dtype=np.int64)
+    train_end = np.asarray(train_end, dtype=np.int64)
+    n_users = len(starts)
+    n_targets = np.maximum(train_end - starts - 1, 0)
+    offset = (np.zeros(n_users, dtype=np.int64) if rng is None
+              else rng.integers(0, stride, size=n_users, dtype=np.int64))
+    # grid ends train_end - o - k*stride >= start + 2 (at least one target): k <= (n - o - 1)/s
+    n_grid = np.where(n_targets > offset, (n_targets - offset - 1) // stride + 1, 0)
+    top = ((offset > 0) & (n_targets > 0)).astype(np.int64)  # the window ending at train_end
+    n_windows = n_grid + top
+    users = np.repeat(np.arange(n_users), n_windows)
+    last = np.cumsum(n_windows)
+    within = np.arange(last[-1] if n_users else 0) - np.repeat(last - n_windows, n_windows)
+    k = within - top[users]  # grid index; -1 is the top window
+    ends = np.where(k < 0, train_end[users], train_end[users] - offset[users] - k * stride)
+    counted = ends - np.append(ends[1:], 0)  # targets from the next (lower) window's end on
+    lowest = last[n_windows > 0] - 1
+    counted[lowest] = ends[lowest] - starts[users[lowest]] - 1  # all its targets
+    return Windows(users, ends, counted)
+
+
+def counted_mask(lengths: torch.Tensor, counted: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, width) True on the positions a window counts: its last ``counted`` real positions.
+
+    ``lengths`` are the windows' target counts (``Batch.lengths`` of ``Batcher.window``) and
+    ``counted`` the matching entries of :attr:`Windows.counted`.
+    """
+    positions = torch.arange(width, device=lengths.device)[None, :]
+    return (positions < lengths[:, None]) & (positions >= (lengths - counted)[:, None])
+
+
 def window_ends(starts: np.ndarray, train_end: np.ndarray, max_len: int) -> tuple[np.ndarray, ...]:
     """Non-overlapping windows covering every training target once, cut from the end.
 
@@ -116,9 +196,5 @@ def window_ends(starts: np.ndarray, train_end: np.ndarray, max_len: int) -> tupl
     Returns:
         (users, ends) of the windows.
     """
-    n_targets = np.maximum(train_end - starts - 1, 0)
-    n_windows = -(-n_targets // max_len)
-    users = np.repeat(np.arange(len(starts)), n_windows)
-    first = np.cumsum(n_windows) - n_windows
-    within = np.arange(n_windows.sum()) - np.repeat(first, n_windows)
-    return users, train_end[users] - within * max_len
+    users, ends, _ = strided_windows(starts, train_end, max_len)
+    return users, ends

@@ -2,11 +2,12 @@
 
 Sun et al., CIKM 2019 (arXiv:1904.06690); reference code FeiSun/BERT4Rec (TensorFlow). Defaults
 and training follow RecBole 1.2.1's ``BERT4Rec`` and its ``MaskItemSequence`` transform
-(recbole.md §2.4): the instance's target is ignored; per batch, with probability ``ft_ratio``
-the last input item is replaced by the mask token and predicted, otherwise every input item is
-masked with probability ``mask_ratio`` (Cloze) and at most ``int(mask_ratio * max_len)`` of the
-latest masked positions carry the loss. Cross-entropy over all items plus an output bias. At
-test time the mask token is appended after the last item and predicted.
+(docs/protocols/recbole.md §2.4): the instance's target is ignored; per batch, with
+probability ``ft_ratio`` the last input item is replaced by the mask token and predicted,
+otherwise every input item is masked with probability ``mask_ratio`` (Cloze, paper §3.4) and
+at most ``int(mask_ratio * max_len)`` of the latest masked positions carry the loss.
+Cross-entropy over all items plus an output bias. At test time the mask token is appended after
+the last item and predicted.
 
 Differences from RecBole 1.2.1, where RecBole departs from the paper's intent:
 

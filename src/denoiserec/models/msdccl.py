@@ -1,7 +1,7 @@
 """MSDCCL: Multi-level Sequence Denoising with Cross-signal Contrastive Learning.
 
 Zhu, Li, Liu, Luo, WSDM 2024 (arXiv:2404.13878); reference code GitHub ``lalunex/MSDCCL``
-(RecBole 1.0.1), specified in ``docs/specs/msdccl.md`` ("spec"). Our paper summary has no
+(RecBole 1.0.1), specified in ``docs/specs/msdccl.md`` ("spec"). Our copy of the paper has no
 equation numbers, so comments cite the paper's sections and the spec's.
 
 Paper order: a user-interest extractor (§4.2: Caser-style short-term convolution + causal
@@ -40,10 +40,10 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   -log(1e-10 + sigmoid). Window, compaction and curriculum are vectorised (§7.16-17).
 * Not implemented: ``train_set_ratio`` (always 1), pre-trained embeddings, the cosine
   diagnostics; no unused [MASK] row or Cloze objective (the reference never calls them).
+* The backbone is the registered model's own encoder (``model.backbone``: its settings).
 
-Known degeneracy (ml-100k, benchmarks/RESULTS.md §3): L_cl is 0 exactly when nothing is dropped,
-so with L_cl at the gate (as the reference) it keeps everything within an epoch; without L_cl it
-drops nearly all in epoch 1, then keeps all by epoch 4. ``gate_centering`` (ours) centres it."""
+Known degeneracy (benchmarks/RESULTS.md §3): the gate keeps everything within ~10 batches with
+L_cl, drops nearly all without it; ``gate_centering`` (ours) centres it."""
 
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ from denoiserec.nn.gumbel import (
     straight_through_gumbel,
 )
 from denoiserec.nn.losses import Objective, bpr, uniform_negatives
+from denoiserec.nn.readout import CleanNoiseReadout
 from denoiserec.nn.schedules import (
     ANNEALING,
     CURRICULA,
@@ -221,32 +222,6 @@ def _init_msdccl(module: nn.Module) -> None:
             nn.init.xavier_normal_(block)
 
 
-class MsdcclAttnReadout(nn.Module):
-    """§4.3: clean/noise log-probabilities of every item given the user interest u.
-
-    ``x = Dropout(LN(e))``, ``k = W_k x``, ``logits = W_a [k; u; k - u; k * u]`` (2 classes,
-    0 = clean), ``v = W_v x`` the values that the soft weights scale.
-    """
-
-    def __init__(self, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(hidden)
-        self.dropout = nn.Dropout(dropout)
-        self.key = nn.Linear(hidden, hidden, bias=False)  # W_k
-        self.value = nn.Linear(hidden, hidden, bias=False)  # W_v
-        self.score = nn.Linear(4 * hidden, 2, bias=False)  # W_a
-
-    def forward(self, embeddings: torch.Tensor, interest: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L, H) item embeddings, (B, H) u, (B, L, 1) mask -> (B, L, 2) log-probabilities
-        and (B, L, H) values."""
-        x = self.dropout(self.norm(embeddings) * mask) * mask
-        key = self.key(x) * mask
-        u = interest[:, None, :].expand_as(key)
-        logits = self.score(torch.cat([key, u, key - u, key * u], -1)) * mask  # (B, L, 2)
-        return F.log_softmax(logits, -1), self.value(x) * mask
-
-
 @register
 class MSDCCL(SequentialRecommender):
     name = "msdccl"
@@ -268,7 +243,7 @@ class MSDCCL(SequentialRecommender):
         self.interest_map = nn.Linear(H, H, bias=False)  # W_m, shared by short and long
         self.interest_fusion = nn.Linear(H, H)  # W_f
         # §4.3 soft denoising scorer and §4.3.3 hard-branch encoder
-        self.readout = MsdcclAttnReadout(H, c.att_dropout)
+        self.readout = CleanNoiseReadout(H, c.att_dropout)
         self.hard_encoder = own_encoder() if c.use_hard_branch else None
         self.apply(_init_msdccl)
         # shared item table and backbone, with the backbone's N(0, 0.02) init

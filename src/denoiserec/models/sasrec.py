@@ -1,7 +1,7 @@
 """SASRec: Self-Attentive Sequential Recommendation (Kang & McAuley, ICDM 2018, arXiv:1808.09781).
 
 Reference code: kang205/SASRec (TensorFlow); defaults and training follow RecBole 1.2.1's
-``SASRec`` (recbole.md §2.6), the version the denoising papers compare with.
+``SASRec`` (docs/protocols/recbole.md §2.6), the version the denoising papers compare with.
 
 Differences from the paper, as in RecBole: post-LayerNorm Transformer blocks with GELU and a
 linear feed-forward layer (the paper uses pre-LN, ReLU and 1x1 convolutions); cross-entropy over

@@ -12,18 +12,23 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("ce", "bpr")
+from denoiserec.nn.sampled_softmax import sampled_softmax_loss
+
+LOSSES = ("ce", "bpr", "sampled")
 
 
 @dataclass(frozen=True)
 class Objective:
-    """The next-item loss: ``kind`` (ce | bpr) and BPR's ``n_negatives`` per positive."""
+    """The next-item loss: ``kind`` (ce | bpr | sampled), negatives per positive (bpr) or per
+    batch (sampled), and the label smoothing of ``ce``."""
 
     kind: str = "ce"
     n_negatives: int = 1
+    label_smoothing: float = 0.0
 
 
-def cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean CE of ``targets`` under softmax(hidden @ items.T), ignoring targets equal to 0.
 
     Positions without a target are dropped *before* scoring: window batches of short sequences
@@ -32,7 +37,7 @@ def cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tens
     targets = targets.reshape(-1)
     real = targets != 0
     logits = hidden.reshape(-1, hidden.shape[-1])[real] @ items.T
-    return F.cross_entropy(logits, targets[real])
+    return F.cross_entropy(logits, targets[real], label_smoothing=label_smoothing)
 
 
 def bpr(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
@@ -66,7 +71,9 @@ def uniform_negatives(targets: torch.Tensor, n_items: int, n: int,
 def next_item_loss(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
                    objective: Objective, negatives: torch.Tensor | None) -> torch.Tensor:
     if objective.kind == "ce":
-        return cross_entropy(hidden, items, targets)
+        return cross_entropy(hidden, items, targets, objective.label_smoothing)
+    if objective.kind == "sampled":
+        return sampled_softmax_loss(hidden, items, targets, objective.n_negatives)
     if objective.kind == "bpr":
         if negatives is None:
             raise ValueError("BPR needs sampled negatives in the batch")

@@ -27,8 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-METRICS = ("ndcg", "hit", "mrr")
+from denoiserec.metrics import METRIC_NAMES, metric_values
 
 # Rows of random signs (or resampled users) drawn at once: at most 1000, and at most about
 # 2**22 numbers (32 MiB of float64) per chunk however many users there are.
@@ -161,16 +162,12 @@ def per_user_metric(ranks: np.ndarray, k: int = 10, metric: str = "ndcg") -> np.
     Raises:
         ValueError: On an unknown metric, ``k < 1``, or ranks below 1.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got '{metric}'")
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"metric must be one of {METRIC_NAMES}, got '{metric}'")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     ranks = np.asarray(ranks, dtype=np.float64)
     if ranks.size and not ranks.min() >= 1:  # also rejects NaN
         raise ValueError(f"ranks are 1-based and must be >= 1, got minimum {ranks.min()}")
-    inside = ranks <= k
-    if metric == "hit":
-        return inside.astype(np.float64)
-    if metric == "mrr":
-        return np.where(inside, 1.0 / ranks, 0.0)
-    return np.where(inside, 1.0 / np.log2(ranks + 1.0), 0.0)
+    values = metric_values(torch.from_numpy(ranks), ks=(k,))  # the one metric formula
+    return values[f"{metric}@{k}"].numpy()

@@ -1,6 +1,6 @@
 """Checkpoints: tensors and plain values only, written atomically, read with weights_only=True.
 
-A checkpoint carries ``meta`` (model name, catalogue size, max_len, config as YAML text) so that
+A checkpoint carries ``meta`` (model name, catalogue size, max_len) so that
 loading into another model or dataset is refused with a one-line error instead of a shape dump.
 """
 

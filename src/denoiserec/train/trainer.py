@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from denoiserec.config import check_choice, check_range
-from denoiserec.data.batches import Batch, Batcher, window_ends
+from denoiserec.data.batches import Batch, Batcher, counted_mask, strided_windows
 from denoiserec.errors import ConfigError, TrainingError
 from denoiserec.metrics import DEFAULT_KS, METRIC_NAMES
 from denoiserec.models.base import SequentialRecommender
@@ -58,14 +58,29 @@ class TrainConfig:
     warmup_steps: int = 0
     """Linear learning-rate warm-up over this many batches, then constant."""
     loss: str = "ce"
-    """``ce`` (softmax over all items) or ``bpr`` (with ``n_negatives`` sampled negatives)."""
+    """``ce`` (softmax over all items), ``bpr`` (``n_negatives`` uniform negatives per
+    positive) or ``sampled`` (softmax over ``n_negatives`` uniform negatives shared by the
+    batch, logQ-corrected: for large catalogues)."""
     n_negatives: int = 1
-    """BPR only: uniformly sampled negatives per positive."""
+    """``bpr``: negatives per positive; ``sampled``: shared negatives per batch."""
+    label_smoothing: float = 0.0
+    """``ce`` only: label smoothing of the softmax targets (0 = off)."""
     instances: str = "prefix"
-    """``prefix`` = every prefix is an instance (RecBole); ``window`` = all positions of a
-    window at once (causal models; the original SASRec's training)."""
+    """``prefix`` = every prefix is an instance, scored at its last position (RecBole);
+    ``window`` = all positions of windows at once (causal models only; the fast mode)."""
+    window_stride: int = 0
+    """``window`` only: windows of ``max_len`` targets advance by this many (0 = ``max_len``,
+    no overlap); each target counts once per epoch, in the window where its context is
+    longest, so a smaller stride gives every target a longer context."""
+    window_offsets: bool = False
+    """``window`` only: shift each user's cut points by an offset drawn anew every epoch (from
+    the seed and the epoch), so no target always sits at the start of a window."""
     valid_metric: str = "ndcg@10"
     """Early stopping and model selection metric, on the validation set."""
+    selection_window: int = 1
+    """Select and stop on the mean of the valid metric over the last this-many evaluations
+    (1 = the raw value, RecBole's rule); the checkpoint kept is the one of the window's last
+    epoch. A window of 3 keeps a noisy curve (fast mode, small data) from selecting a spike."""
     patience: int = 10
     """Stop once more than this many evaluations brought no improvement (RecBole
     ``stopping_step``, same rule)."""
@@ -90,10 +105,17 @@ class TrainConfig:
         check_range("train.lr", self.lr, 0, low_open=True)
         check_range("train.weight_decay", self.weight_decay, 0)
         check_range("train.clip_grad_norm", self.clip_grad_norm, 0)
-        for key in ("epochs", "batch_size", "n_negatives", "eval_batch_size", "seed"):
+        check_range("train.label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        for key in ("epochs", "batch_size", "n_negatives", "eval_batch_size", "seed",
+                    "selection_window"):
             check_range(f"train.{key}", getattr(self, key), 1)
-        for key in ("warmup_steps", "patience", "threads"):
+        for key in ("warmup_steps", "patience", "threads", "window_stride"):
             check_range(f"train.{key}", getattr(self, key), 0)
+        if self.instances == "prefix" and (self.window_stride or self.window_offsets):
+            raise ConfigError("train.window_stride and train.window_offsets need "
+                              "train.instances=window")
+        if self.label_smoothing and self.loss != "ce":
+            raise ConfigError("train.label_smoothing needs train.loss=ce")
 
 
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
@@ -113,6 +135,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is 'cuda' but no CUDA device is available")
     return torch.device(name)
+
+
+@dataclass
+class Instances:
+    """Training instances: ``(users, ends)`` prefixes or windows; for windows, ``counted`` is
+    how many of each window's last targets count (see ``data.batches.strided_windows``)."""
+
+    users: torch.Tensor
+    ends: torch.Tensor
+    counted: torch.Tensor | None
 
 
 @dataclass
@@ -159,8 +191,11 @@ class Trainer:
         self.device = resolve_device(train.device)
         if train.instances == "window" and not model.causal:
             raise ConfigError(f"train.instances=window needs a causal model; {model.name} is not")
+        if train.window_stride > max_len:
+            raise ConfigError(f"train.window_stride ({train.window_stride}) must be at most "
+                              f"data.max_len ({max_len})")
         self.model = model.to(self.device)
-        self.objective = Objective(train.loss, train.n_negatives)
+        self.objective = Objective(train.loss, train.n_negatives, train.label_smoothing)
         self.batcher = Batcher(split.log, max_len, self.device)
         self.eval_batcher = (self.batcher if split.eval_log is None
                              else Batcher(split.eval_log, max_len, self.device))
@@ -169,26 +204,34 @@ class Trainer:
         warmup = max(train.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
-        self.users, self.ends = self._instances()
         self.state = TrainState()
+        self.instances = self._instances(0)
 
     # -- instances and batches ---------------------------------------------------------------
-    def _instances(self) -> tuple[torch.Tensor, torch.Tensor]:
-        split = self.split
-        if self.train_config.instances == "window":
-            users, ends = window_ends(split.train_starts, split.train_end,
-                                      self.max_len)
+    def _instances(self, epoch: int) -> Instances:
+        """The epoch's training instances (prefix instances are the same every epoch)."""
+        split, train = self.split, self.train_config
+        if train.instances == "prefix":
+            users, ends, counted = split.train_users, split.train_targets, None
         else:
-            users, ends = split.train_users, split.train_targets
-        return (torch.as_tensor(users, device=self.device),
-                torch.as_tensor(ends, device=self.device))
+            rng = (np.random.default_rng([train.seed, epoch]) if train.window_offsets
+                   else None)
+            users, ends, counted = strided_windows(
+                split.train_starts, split.train_end, self.max_len,
+                train.window_stride or self.max_len, rng)
+        return Instances(*(None if a is None else torch.as_tensor(a, device=self.device)
+                           for a in (users, ends, counted)))
 
     def _batch(self, index: torch.Tensor) -> Batch:
-        users, ends = self.users[index], self.ends[index]
-        if self.train_config.instances == "window":
-            batch = self.batcher.window(users, ends)
-        else:
+        instances = self.instances
+        users, ends = instances.users[index], instances.ends[index]
+        if instances.counted is None:
             batch = self.batcher.prefix(users, ends)
+        else:  # a target counts in one window only: zero (= no target) elsewhere
+            batch = self.batcher.window(users, ends)
+            counted = counted_mask(batch.lengths, instances.counted[index],
+                                   batch.targets.shape[1])
+            batch = replace(batch, targets=torch.where(counted, batch.targets, 0))
         if self.objective.kind == "bpr":
             batch = batch.with_negatives(uniform_negatives(
                 batch.targets, self.split.log.n_items, self.objective.n_negatives))
@@ -196,15 +239,19 @@ class Trainer:
 
     def _order(self, epoch: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.train_config.seed * 100_003 + epoch)
-        return torch.randperm(len(self.users), generator=generator).to(self.device)
+        return torch.randperm(len(self.instances.users), generator=generator).to(self.device)
 
     # -- one epoch ---------------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
+    def train_epoch(self, epoch: int,
+                    max_batches: int | None = None) -> tuple[float, dict[str, float]]:
+        """One epoch (or its first ``max_batches`` batches): mean loss and mean loss parts."""
         self.model.train()
+        if self.train_config.window_offsets:
+            self.instances = self._instances(epoch)
         order = self._order(epoch)
         size = self.train_config.batch_size
         total, parts_total, count = 0.0, {}, 0
-        starts = range(0, len(order), size)
+        starts = range(0, len(order), size)[:max_batches]
         bar = tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", mininterval=1.0,
                    disable=None if self.train_config.progress else True)  # None: tty only
         for step, start in enumerate(bar):
@@ -278,7 +325,10 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, on_epoch: Any = None) -> None:
-        """Train until ``train.epochs`` or early stopping; ``on_epoch(state)`` after each."""
+        """Train until ``train.epochs`` or early stopping; ``on_epoch(state)`` after each.
+
+        Prints one line per epoch (epoch from 0, losses, valid metric, best so far, seconds).
+        """
         train = self.train_config
         metric = train.valid_metric
         while self.state.epoch < train.epochs and self.state.since_best <= train.patience:
@@ -289,16 +339,32 @@ class Trainer:
             started = time.perf_counter()
             valid = self.evaluate("valid")
             valid_seconds = time.perf_counter() - started
-            value = valid.metrics[metric]
+            recent = [e["valid"][metric] for e in self.state.history[-train.selection_window + 1:]
+                      ] if train.selection_window > 1 else []
+            value = float(np.mean([*recent, valid.metrics[metric]]))  # trailing mean
             self.state.history.append({
                 "epoch": epoch, "train_loss": loss, "loss_parts": parts,
                 "train_seconds": train_seconds, "valid_seconds": valid_seconds,
-                "valid": valid.metrics})
+                "valid": valid.metrics, "selection_value": value})
             if self.state.improves(value):
                 self.state.best_value, self.state.best_epoch = round(value, 4), epoch
                 save_checkpoint(self.run_dir / "best.pt",
                                 {"meta": self.meta(), "model": self.model.state_dict()})
             self.state.epoch = epoch + 1
             self.save_last()
+            print(self.epoch_line(), flush=True)
             if on_epoch is not None:
                 on_epoch(self.state)
+
+    def epoch_line(self) -> str:
+        """``epoch 3/200  loss 7.1234 (rec 7.1234)  valid ndcg@10 0.0612  best 0.0620 @ 2
+        12.3 s + 0.2 s`` for the last recorded epoch (epochs count from 0)."""
+        last, train = self.state.history[-1], self.train_config
+        parts = "  ".join(f"{k} {v:.4g}" for k, v in last["loss_parts"].items())
+        smoothed = (f" (mean of {train.selection_window}: {last['selection_value']:.4f})"
+                    if train.selection_window > 1 else "")
+        return (f"epoch {last['epoch']}/{train.epochs - 1}  loss {last['train_loss']:.4f}"
+                f"  [{parts}]  valid {train.valid_metric} "
+                f"{last['valid'][train.valid_metric]:.4f}{smoothed}  best "
+                f"{self.state.best_value:.4f} @ epoch {self.state.best_epoch}  "
+                f"{last['train_seconds']:.1f} s + {last['valid_seconds']:.1f} s")
