@@ -25,8 +25,8 @@ import argparse
 import json
 import statistics
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path

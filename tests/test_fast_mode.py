@@ -101,3 +101,21 @@ def test_sampled_softmax_trains(log, tmp_path):
                                     "train.n_negatives=20"])
     result = train_config(config, tmp_path, log)
     assert all(math.isfinite(e["train_loss"]) for e in result.history)
+
+
+def test_bert4rec_windows_are_whole_training_sequences(log, tmp_path):
+    """Cloze in the fast mode: each window is the last <= max_len training items before its
+    end, the last training item included (it has no next-item target to lose)."""
+    config = load_config(overrides=[*TINY, "model=bert4rec", "train.instances=window",
+                                    "epochs=1"])
+    split = prepare(config, log)
+    trainer = make_trainer(config, split, tmp_path)
+    batch = trainer._batch(torch.arange(len(trainer.instances.users)))
+    last_rows = batch.rows.gather(1, (batch.lengths - 1)[:, None]).squeeze(1)
+    assert torch.equal(last_rows + 1, trainer.instances.ends)
+    covered = set(batch.rows[batch.rows >= 0].tolist())
+    starts = split.log.offsets[:-1]
+    expected = {r for u in range(split.log.n_users) for r in range(starts[u], split.train_end[u])}
+    assert covered == expected
+    result = train_config(config, tmp_path / "run", log)
+    assert math.isfinite(result.history[0]["train_loss"])

@@ -143,6 +143,6 @@ def test_window_mode_and_bpr(tiny_log, tmp_path):
     bpr = train_config(tiny_config("train.loss=bpr", "train.n_negatives=2", epochs=2),
                        tmp_path / "b", tiny_log)
     assert window.history and bpr.history
-    with pytest.raises(ConfigError, match="needs a causal model"):
-        train_config(load_config(overrides=["model=bert4rec", "train.instances=window",
+    with pytest.raises(ConfigError, match="bidirectional"):
+        train_config(load_config(overrides=["model=msdccl", "train.instances=window",
                                             "epochs=1"]), tmp_path / "x", tiny_log)

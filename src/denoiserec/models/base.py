@@ -41,12 +41,18 @@ class SequentialRecommender(nn.Module, ABC):
     Class attributes:
         name: registry name.
         config_class: the model's config dataclass.
-        causal: True when position t only sees items <= t (window training is allowed).
+        causal: True when position t only sees items <= t.
+        window_training: how the fast mode (``train.instances=window``) trains the model:
+            ``next`` (every position predicts its next item; causal models), ``cloze`` (the
+            model masks the window's items itself) or ``""`` (prefix instances only; the
+            model's ``window_refusal`` says why).
     """
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = object
     causal: ClassVar[bool] = True
+    window_training: ClassVar[str] = "next"
+    window_refusal: ClassVar[str] = ""
 
     def __init__(self, config: Any, n_items: int, max_len: int) -> None:
         super().__init__()

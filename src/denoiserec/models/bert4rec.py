@@ -92,6 +92,7 @@ class BERT4Rec(SequentialRecommender):
     name = "bert4rec"
     config_class = BERT4RecConfig
     causal = False
+    window_training = "cloze"  # the paper's own training: masked items of whole sequences
 
     @classmethod
     def build_encoder(cls, config: BERT4RecConfig, max_len: int) -> TransformerBackbone:

@@ -226,7 +226,12 @@ def _init_msdccl(module: nn.Module) -> None:
 class MSDCCL(SequentialRecommender):
     name = "msdccl"
     config_class = MSDCCLConfig
-    causal = False  # the BERT4Rec backbone sees the whole input: prefix instances only
+    causal = False
+    window_training = ""
+    window_refusal = ("MSDCCL's soft weights come from one user interest at the sequence's "
+                      "last item and its backbone is bidirectional: every position would need "
+                      "its own interest, and all-position next-item training would show each "
+                      "target to the backbone; use train.instances=prefix")
 
     def __init__(self, config: MSDCCLConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)

@@ -67,7 +67,8 @@ class TrainConfig:
     """``ce`` only: label smoothing of the softmax targets (0 = off)."""
     instances: str = "prefix"
     """``prefix`` = every prefix is an instance, scored at its last position (RecBole);
-    ``window`` = all positions of windows at once (causal models only; the fast mode)."""
+    ``window`` = all positions of windows at once (the fast mode: next-item on every position
+    for causal models, Cloze over the whole window for BERT4Rec; not MSDCCL)."""
     window_stride: int = 0
     """``window`` only: windows of ``max_len`` targets advance by this many (0 = ``max_len``,
     no overlap); each target counts once per epoch, in the window where its context is
@@ -189,8 +190,8 @@ class Trainer:
         self.run_dir = run_dir
         self.max_len = max_len
         self.device = resolve_device(train.device)
-        if train.instances == "window" and not model.causal:
-            raise ConfigError(f"train.instances=window needs a causal model; {model.name} is not")
+        if train.instances == "window" and not model.window_training:
+            raise ConfigError(f"train.instances=window: {model.window_refusal or model.name}")
         if train.window_stride > max_len:
             raise ConfigError(f"train.window_stride ({train.window_stride}) must be at most "
                               f"data.max_len ({max_len})")
@@ -216,9 +217,10 @@ class Trainer:
         else:
             rng = (np.random.default_rng([train.seed, epoch]) if train.window_offsets
                    else None)
+            # next-item windows tile the targets (rows start+1 ..); Cloze windows the items
+            first = split.train_starts - (self.model.window_training == "cloze")
             users, ends, counted = strided_windows(
-                split.train_starts, split.train_end, self.max_len,
-                train.window_stride or self.max_len, rng)
+                first, split.train_end, self.max_len, train.window_stride or self.max_len, rng)
         return Instances(*(None if a is None else torch.as_tensor(a, device=self.device)
                            for a in (users, ends, counted)))
 
@@ -227,6 +229,8 @@ class Trainer:
         users, ends = instances.users[index], instances.ends[index]
         if instances.counted is None:
             batch = self.batcher.prefix(users, ends)
+        elif self.model.window_training == "cloze":  # the whole window; the model masks it
+            batch = self.batcher.history(users, ends)
         else:  # a target counts in one window only: zero (= no target) elsewhere
             batch = self.batcher.window(users, ends)
             counted = counted_mask(batch.lengths, instances.counted[index],
