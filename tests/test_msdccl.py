@@ -37,6 +37,7 @@ from denoiserec.runconfig import load_config
 N_ITEMS, MAX_LEN = 20, 10
 LENGTHS = (1, 2, 3, 6, 10, 10)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+LIVENESS = {"kept", "weight_entropy", "saturated"}  # logged by every denoiser
 NO_DROPOUT = {"backbone_dropout": 0.0, "att_dropout": 0.0, "ae_dropout": 0.0}
 
 
@@ -107,28 +108,28 @@ def test_fallback_keeps_the_most_recent_item() -> None:
 def test_hard_masks_are_binary_partitions_with_fallback(seed: int) -> None:
     model, batch = _model(seed).train(), _batch(seed=seed)
     mask = (batch.items > 0).float()
-    masks = model.hard_masks(batch)
-    keep, noise = masks.keep, masks.noise
+    keep = model.hard_keep(batch)
+    noise = mask - keep.detach()
     for values in (keep.detach(), noise):
         assert set(values.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(keep.detach() + noise, mask)
     assert (keep.detach().sum(1) >= 1).all()
-    # a scorer that calls everything noise: each row keeps exactly its most recent item
+    # a scorer that calls everything noise (reference gate): each row keeps its most recent
     everything_noise = torch.tensor([-30.0, 0.0]).expand(len(batch), MAX_LEN, 2)
-    masks = model.hard_masks(batch, everything_noise, sample=False)
-    keep, noise = masks.keep, masks.noise
+    keep = _model(seed, gate="reference").hard_keep(batch, everything_noise, sample=False)
+    noise = mask - keep.detach()
     last = torch.zeros_like(mask)
     last[torch.arange(len(batch)), batch.lengths - 1] = 1.0
     assert torch.equal(keep.detach(), last) and torch.equal(noise, mask - last)
 
 
 def test_centred_gate_keeps_items_above_the_row_mean() -> None:
-    model, batch = _model(gate_centering=True).eval(), _batch()
+    model, batch = _model(gate="centred", gate_bias=0.0).eval(), _batch()
     mask = (batch.items > 0).float()
     with torch.no_grad():
         log_probs = model.soft_denoise(batch).log_probs
-        masks = model.hard_masks(batch)
-    keep, noise = masks.keep, masks.noise
+        keep = model.hard_keep(batch)
+    noise = mask - keep
     margin = log_probs[..., 0] - log_probs[..., 1]
     for b in range(len(batch)):
         n = int(batch.lengths[b])
@@ -162,7 +163,7 @@ def _scorer_grads(model: MSDCCL, batch: Batch) -> tuple[torch.Tensor, torch.Tens
     torch.manual_seed(1)
     soft = model.soft_denoise(batch)
     representation = model.backbone(soft.embeddings, batch.items, batch.lengths - 1).detach()
-    keep = model.hard_masks(batch, soft.log_probs, sample=True).keep
+    keep = model.hard_keep(batch, soft.log_probs, sample=True)
     assert ((keep.detach().sum(1) < batch.lengths) & (keep.detach().sum(1) > 0)).any()
     items = model.item_embeddings().detach()
     contrastive = cross_signal_contrastive(representation, items[batch.items], keep,
@@ -365,7 +366,7 @@ def test_evaluation_is_deterministic() -> None:
 
 
 def test_noise_scores_and_hard_keep() -> None:
-    model, batch = _model().eval(), _batch()
+    model, batch = _model(gate="reference").eval(), _batch()
     with torch.no_grad():
         scores, keep = model.noise_scores(batch), model.hard_keep(batch)
         log_probs = model.soft_denoise(batch).log_probs
@@ -388,7 +389,8 @@ def test_backbones_train_every_parameter(backbone: str) -> None:
         assert model.eval().score_all(batch).shape == (6, N_ITEMS + 1)
         assert model.encode(batch).shape == (6, MAX_LEN, 16)
     output = model.train().loss(batch, Objective())
-    assert torch.isfinite(output.loss) and set(output.parts) == {"rec", "kept", "bpr", "cl"}
+    assert torch.isfinite(output.loss)
+    assert set(output.parts) == {"rec", "bpr", "cl", *LIVENESS}
     output.loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
@@ -413,9 +415,9 @@ def test_sasrec_backbone_is_causal_and_bert4rec_is_not() -> None:
 
 
 @pytest.mark.parametrize(("switches", "parts"), [
-    ({"use_hard_branch": False}, {"rec", "kept", "cl"}),
-    ({"use_contrastive": False}, {"rec", "kept", "bpr"}),
-    ({"use_hard_branch": False, "use_contrastive": False}, {"rec"}),
+    ({"use_hard_branch": False}, {"rec", "cl", *LIVENESS}),
+    ({"use_contrastive": False}, {"rec", "bpr", *LIVENESS}),
+    ({"use_hard_branch": False, "use_contrastive": False}, {"rec", *LIVENESS}),
 ])
 def test_ablation_switches_remove_their_losses(switches: dict, parts: set) -> None:
     model = _model(**switches).train()

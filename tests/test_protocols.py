@@ -81,3 +81,21 @@ def test_ml100k_raw_time_order_differs_from_recbole(real_data):
 def test_protocol_name_travels_with_split(random_log, protocol):
     parts = split(random_log, ProtocolConfig(name=protocol, n_negatives=5))
     assert parts.statistics()["protocol"] == protocol
+
+
+def test_sampled_negatives_refuse_a_user_with_too_few_unseen_items():
+    """7 of 10 items seen leaves 3 to draw: asking for 5 must fail at once, not loop forever."""
+    import signal
+
+    from denoiserec.errors import ProtocolError
+    from denoiserec.protocols import protocol_negatives
+
+    log = make_log([[1, 2, 3, 4, 5, 6, 7], [8, 9, 10]], n_items=10)
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("hangs")))
+    signal.alarm(10)
+    try:
+        with pytest.raises(ProtocolError, match="fewer than n_negatives=5"):
+            protocol_negatives(log, np.array([0, 1]), 5, "uniform", seed=0)
+        assert protocol_negatives(log, np.array([0, 1]), 3, "uniform", seed=0).shape == (2, 3)
+    finally:
+        signal.alarm(0)

@@ -149,14 +149,22 @@ def protocol_negatives(log: Interactions, users: np.ndarray, n: int, kind: str,
     rng = np.random.default_rng(seed)
     counts = np.bincount(log.items, minlength=log.n_items + 1).astype(np.float64)
     counts[0] = 0
+    drawable = np.ones(log.n_items + 1, dtype=bool) if kind == "uniform" else counts > 0
+    drawable[0] = False
+    width = log.n_items + 1
+    seen = np.unique(log.row_users * width + log.items)  # sorted (user, item) keys
+    seen_drawable = np.bincount(seen[drawable[seen % width]] // width, minlength=log.n_users)
+    short = np.flatnonzero(int(drawable.sum()) - seen_drawable[users] < n)
+    if len(short):  # rejection sampling would never end for these users
+        user = log.user_tokens[users[short[0]]]
+        raise ProtocolError(f"sampled: user {user} (and {len(short) - 1} more) has fewer than "
+                            f"n_negatives={n} items left to draw; lower protocol.n_negatives")
     weights = counts / counts.sum() if kind == "popularity" else None
     if kind == "uniform":
         weights = np.r_[0.0, np.full(log.n_items, 1.0 / log.n_items)]
     elif kind != "popularity":
         raise ProtocolError(f"sampled: negatives must be 'uniform' or 'popularity', got '{kind}'")
     cumulative = np.cumsum(weights)
-    width = log.n_items + 1
-    seen = np.unique(log.row_users * width + log.items)  # sorted (user, item) keys
     negatives = np.searchsorted(cumulative, rng.random((len(users), n)), side="right")
     while True:
         sorted_rows = np.sort(negatives, axis=1)

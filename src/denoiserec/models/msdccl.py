@@ -41,9 +41,11 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
 * Not implemented: ``train_set_ratio`` (always 1), pre-trained embeddings, the cosine
   diagnostics; no unused [MASK] row or Cloze objective (the reference never calls them).
 * The backbone is the registered model's own encoder (``model.backbone``: its settings).
-
-Known degeneracy (benchmarks/RESULTS.md §3): the gate keeps everything within ~10 batches with
-L_cl, drops nearly all without it; ``gate_centering`` (ours) centres it."""
+* Dead levels (benchmarks/RESULTS.md §3): with L_cl at the gate the reference keeps everything
+  within ~5 batches, without it drops nearly all; its log pi saturates to exactly 0 by batch 20,
+  so the soft weights go uniform. Ours: the gate's level pinned (``gate``: centred, by default,
+  or a keep prior or a fixed drop ratio), the margin bounded (``margin_bound``), and the weights
+  scale the item embeddings themselves (the backbone's input scale; ``soft_input``)."""
 
 from __future__ import annotations
 
@@ -59,12 +61,14 @@ from denoiserec.data.batches import Batch
 from denoiserec.errors import ConfigError
 from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.models.bert4rec import BERT4RecConfig
+from denoiserec.models.denoiser import Denoising, SoftDenoising, liveness
 from denoiserec.models.registry import model_class, model_config_class, register
 from denoiserec.nn.contrastive import cross_signal_contrastive
 from denoiserec.nn.gumbel import (
     centred_gate_logits,
     compact_kept,
     keep_most_recent_if_empty,
+    ratio_keep,
     straight_through_gumbel,
 )
 from denoiserec.nn.losses import Objective, bpr, uniform_negatives
@@ -78,14 +82,16 @@ from denoiserec.nn.schedules import (
 )
 from denoiserec.nn.short_term import CaserConvolution, last_items_window
 from denoiserec.nn.transformer import (
-    MultiHeadSelfAttention,
     TransformerEncoder,
     attention_mask,
     init_bert_weights,
+    init_xavier_weights,
 )
 
 BACKBONES = ("bert4rec", "sasrec", "gru4rec")
 NORMS = ("mean", "none")
+SOFT_INPUTS = ("embedding", "projected")
+GATES = ("centred", "prior", "ratio", "reference")
 
 
 @dataclass(frozen=True)
@@ -100,13 +106,11 @@ class MSDCCLConfig:
     paper's; sasrec; gru4rec). Its embedding width is MSDCCL's width H for every part
     (reference run script: BERT4Rec, H = 100, 2 layers, 2 heads, inner = H, dropout 0.5)."""
     n_layers: int = 2
-    """Blocks of each of MSDCCL's own encoders (long-term and hard-branch)."""
+    """Blocks (and n_heads: heads) of MSDCCL's own encoders (long-term and hard-branch)."""
     n_heads: int = 2
-    """Attention heads of MSDCCL's own encoders."""
     inner_size: int = 2048
-    """Feed-forward size of MSDCCL's own encoders (reference 2048: with H = 64-100 these two
-    encoders then hold ~92 % of the non-embedding parameters and ~94 % of the training MACs,
-    spec §9; 4H = 256-400 costs about a quarter)."""
+    """Feed-forward size of MSDCCL's own encoders (reference 2048: ~94 % of the training MACs
+    at H = 64-100, spec §9; 4H costs about a quarter)."""
     att_dropout: float = 0.5
     """``our_att_drop_out``: AttnReadout feature dropout + attention dropout of own encoders."""
     ae_dropout: float = 0.3
@@ -118,16 +122,21 @@ class MSDCCLConfig:
     n_h: int = 8
     """Horizontal convolution filters per height 1..m."""
     soft_weight_norm: str = "mean"
-    """Soft weights from the clean probability pi: mean = pi * n / sum(pi) over the n real
-    items (mean 1) | none = pi."""
+    """Soft weights from pi: mean = pi * n / sum(pi) over the n real items | none = pi."""
+    soft_weighting: bool = True
+    """False: every weight is 1 (alpha = 1; with loss_lambda = 0 the spec §8 control)."""
+    soft_input: str = "embedding"
+    """Weighted before the backbone: embedding = item embeddings (paper; the backbone's input
+    scale) | projected = W_v LN(e) (reference: ~49x the positions' norm)."""
+    margin_bound: float = 3.0
+    """Clean-minus-noise logit squashed to bound * tanh(m / bound): probabilities within
+    [0.047, 0.953] at 3, never saturated; 0 = unbounded (reference)."""
     gumbel_temperature: float = 0.5
-    """Initial Gumbel-softmax temperature tau_g."""
+    """Initial Gumbel-softmax temperature tau_g (floor: reference 1e-3)."""
     gumbel_temperature_floor: float = 0.1
-    """Lowest tau_g (reference 1e-3)."""
     contrastive_temperature: float = 0.5
-    """Initial contrastive temperature tau_cl."""
+    """Initial contrastive temperature tau_cl (floor: reference 0.1)."""
     contrastive_temperature_floor: float = 0.1
-    """Lowest tau_cl (reference 0.1)."""
     temperature_annealing: str = "exponential"
     """exponential (floor after anneal_epochs) | reference (compounding, spec §4.3) | none."""
     anneal_epochs: float = 30.0
@@ -143,15 +152,22 @@ class MSDCCLConfig:
     loss_lambda: float = 1.0
     """lambda: weight of L_bpr + L_cl (``reweight_loss_lambda``)."""
     use_hard_branch: bool = True
-    """Ablation: False removes the hard encoder and its BPR loss."""
+    """Ablation: False removes the hard encoder and its BPR loss (use_contrastive: L_cl)."""
     use_contrastive: bool = True
-    """Ablation: False removes the cross-signal contrastive loss."""
     hard_keep_gradient: bool = True
     """Let BPR reach the scorer through the straight-through keep values (reference: no)."""
-    gate_centering: bool = False
-    """Hard gate on the keep logit minus its mean over the row's real items (+ gate_bias)."""
-    gate_bias: float = 0.0
-    """gate_centering only: logit added after centring (0 keeps about half of each row)."""
+    gate: str = "centred"
+    """Level of the hard gate: centred = keep logit minus its row mean, + gate_bias | prior =
+    penalty pulling the mean keep probability to keep_prior | ratio = drop each row's
+    gate_drop_ratio lowest | reference = as the scorer says (collapses)."""
+    gate_bias: float = 1.0
+    """centred: logit added after centring (0 keeps about half of each row, 1 about 70 %)."""
+    keep_prior: float = 0.8
+    """prior: target mean keep probability."""
+    keep_prior_weight: float = 1.0
+    """prior: weight of the squared deviation from keep_prior."""
+    gate_drop_ratio: float = 0.2
+    """ratio: share of each row's real items dropped (floor; at least one kept)."""
     contrastive_gate_gradient: bool = True
     """Let L_cl reach the scorer through the straight-through keep mask (reference: yes)."""
     layer_norm_eps: float = 1e-12
@@ -164,6 +180,12 @@ class MSDCCLConfig:
         check_choice("model.curriculum", self.curriculum, CURRICULA)
         check_choice("model.temperature_annealing", self.temperature_annealing, ANNEALING)
         check_choice("model.soft_weight_norm", self.soft_weight_norm, NORMS)
+        check_choice("model.soft_input", self.soft_input, SOFT_INPUTS)
+        check_choice("model.gate", self.gate, GATES)
+        check_range("model.margin_bound", self.margin_bound, 0)
+        check_range("model.keep_prior", self.keep_prior, 0, 1, low_open=True, high_open=True)
+        check_range("model.keep_prior_weight", self.keep_prior_weight, 0)
+        check_range("model.gate_drop_ratio", self.gate_drop_ratio, 0, 1, high_open=True)
         for key in ("n_layers", "n_heads", "inner_size", "sequence_last_m", "n_v", "n_h",
                     "curriculum_epochs"):
             check_range(f"model.{key}", getattr(self, key), 1)
@@ -183,55 +205,15 @@ class MSDCCLConfig:
         return model_class(self.backbone.name).embedding_size(self.backbone)
 
 
-@dataclass(frozen=True)
-class SoftDenoising:
-    """§4.3 soft level of one batch.
-
-    Attributes:
-        log_probs: (B, L, 2) clean/noise log-probabilities (0 = clean).
-        weights: (B, L) soft weights of the items, 0 on padding.
-        embeddings: (B, L, H) re-weighted item values that feed the backbone.
-    """
-
-    log_probs: torch.Tensor
-    weights: torch.Tensor
-    embeddings: torch.Tensor
-
-
-@dataclass(frozen=True)
-class HardMasks:
-    """§4.3.3 hard level: (B, L) keep and noise masks, exactly 0/1, ``keep + noise`` = the
-    padding mask; ``keep`` carries the straight-through gradient."""
-
-    keep: torch.Tensor
-    noise: torch.Tensor
-
-
-def _init_msdccl(module: nn.Module) -> None:
-    """Reference init (spec §2.0): xavier-normal Linear/Embedding (fused q/k/v per (H, H) block),
-    zero biases, unit LayerNorm, PyTorch's default for Conv2d."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.xavier_normal_(module.weight)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    if isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-    if isinstance(module, MultiHeadSelfAttention):
-        for block in module.qkv.weight.data.chunk(3):
-            nn.init.xavier_normal_(block)
-
-
 @register
 class MSDCCL(SequentialRecommender):
     name = "msdccl"
     config_class = MSDCCLConfig
     causal = False
     window_training = ""
-    window_refusal = ("MSDCCL's soft weights come from one user interest at the sequence's "
-                      "last item and its backbone is bidirectional: every position would need "
-                      "its own interest, and all-position next-item training would show each "
-                      "target to the backbone; use train.instances=prefix")
+    window_refusal = ("MSDCCL weighs items by one interest at the last item, and its backbone "
+                      "is bidirectional (all-position training would show it every target); "
+                      "use train.instances=prefix")
 
     def __init__(self, config: MSDCCLConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)
@@ -248,9 +230,10 @@ class MSDCCL(SequentialRecommender):
         self.interest_map = nn.Linear(H, H, bias=False)  # W_m, shared by short and long
         self.interest_fusion = nn.Linear(H, H)  # W_f
         # §4.3 soft denoising scorer and §4.3.3 hard-branch encoder
-        self.readout = CleanNoiseReadout(H, c.att_dropout)
+        self.readout = CleanNoiseReadout(H, c.att_dropout, c.margin_bound,
+                                         values=c.soft_input == "projected")
         self.hard_encoder = own_encoder() if c.use_hard_branch else None
-        self.apply(_init_msdccl)
+        self.apply(init_xavier_weights)  # the reference init (spec §2.0)
         # shared item table and backbone, with the backbone's N(0, 0.02) init
         self.item_embedding = nn.Embedding(n_items + 1, H, padding_idx=0)
         init_bert_weights(self.item_embedding, c.initializer_range)
@@ -302,14 +285,19 @@ class MSDCCL(SequentialRecommender):
         items = batch.items
         mask = (items > 0)[..., None].float()  # (B, L, 1)
         interest = self.user_interest(items, batch.lengths)
-        log_probs, values = self.readout(self.item_embedding(items), interest, mask)
-        real = mask[..., 0]
-        clean = log_probs[..., 0].exp() * real  # pi_i, 0 on padding
-        if self.config.soft_weight_norm == "mean":  # n * softmax(log pi): stable if all pi -> 0
+        embeddings = self.item_embedding(items)
+        log_probs, values = self.readout(embeddings, interest, mask)
+        real, c = mask[..., 0], self.config
+        if not c.soft_weighting:  # alpha = 1: the control
+            weights = real
+        elif c.soft_weight_norm == "mean":  # n * softmax(log pi): stable if all pi -> 0
             log_clean = log_probs[..., 0].masked_fill(real == 0, torch.finfo(real.dtype).min)
-            clean = log_clean.softmax(1) * real * real.sum(1, keepdim=True)
-        return SoftDenoising(log_probs=log_probs, weights=clean,
-                             embeddings=clean[..., None] * values)
+            weights = log_clean.softmax(1) * real * real.sum(1, keepdim=True)
+        else:
+            weights = log_probs[..., 0].exp() * real  # pi_i, 0 on padding
+        scaled = embeddings if c.soft_input == "embedding" else values
+        return SoftDenoising(log_probs=log_probs, weights=weights,
+                             embeddings=weights[..., None] * scaled)
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """(B, L, H) backbone output over the soft-denoised sequence."""
@@ -324,23 +312,29 @@ class MSDCCL(SequentialRecommender):
         return self.item_embedding.weight
 
     # -- §4.3.3 hard denoising ---------------------------------------------------------------
-    def hard_masks(self, batch: Batch, log_probs: torch.Tensor | None = None,
-                   sample: bool | None = None) -> HardMasks:
-        """Keep/noise masks: sampled in training (unless ``sample=False``), argmax in
-        evaluation; a row keeping nothing keeps its most recent item."""
+    def hard_keep(self, batch: Batch, log_probs: torch.Tensor | None = None,
+                  sample: bool | None = None) -> torch.Tensor:
+        """(B, L) keep mask, exactly 0/1 (0 on padding), carrying the straight-through
+        gradient: sampled in training (unless ``sample=False``), deterministic in evaluation;
+        a row keeping nothing keeps its most recent item. Dropped = real items not kept."""
         if log_probs is None:
             log_probs = self.soft_denoise(batch).log_probs
         sample = self.training if sample is None else sample
-        mask = (batch.items > 0).to(log_probs.dtype)
-        if self.config.gate_centering:  # keep/drop relative to the row's mean relevance
-            log_probs = centred_gate_logits(log_probs, mask, self.config.gate_bias)
-        choice = straight_through_gumbel(log_probs, self.gumbel_tau, sample)  # (B, L, 2)
-        keep = keep_most_recent_if_empty(choice[..., 0] * mask, batch.lengths)
-        return HardMasks(keep=keep, noise=mask - keep.detach())
+        c, mask = self.config, (batch.items > 0).to(log_probs.dtype)
+        if c.gate == "ratio":
+            margin = log_probs[..., 0] - log_probs[..., 1]
+            keep = ratio_keep(margin, mask, c.gate_drop_ratio, self.gumbel_tau, sample)
+        else:
+            if c.gate == "centred":  # keep/drop relative to the row's mean relevance
+                log_probs = centred_gate_logits(log_probs, mask, c.gate_bias)
+            keep = straight_through_gumbel(log_probs, self.gumbel_tau, sample)[..., 0] * mask
+        return keep_most_recent_if_empty(keep, batch.lengths)
 
-    def hard_keep(self, batch: Batch) -> torch.Tensor:
-        """(B, L) deterministic keep mask (1 = clean) of the hard gate."""
-        return self.hard_masks(batch, sample=False).keep
+    def denoising(self, batch: Batch) -> Denoising:
+        """Both levels' judgement of ``batch`` (the gate sampled in training only)."""
+        soft = self.soft_denoise(batch)
+        keep = self.hard_keep(batch, soft.log_probs)
+        return Denoising(log_probs=soft.log_probs, weights=soft.weights, keep=keep)
 
     def noise_scores(self, batch: Batch) -> torch.Tensor:
         """(B, L) 1 - clean probability in [0, 1], 0 on padding."""
@@ -377,9 +371,13 @@ class MSDCCL(SequentialRecommender):
                                     c.sigmoid_extent, c.max_drop_rate)
         rec = easiest_mean(per_sample, drop)  # §4.5: the easiest (1 - d_e) of the batch
         total, parts = rec, {"rec": float(rec.detach())}
-        if c.use_hard_branch or c.use_contrastive:
-            keep = self.hard_masks(batch, soft.log_probs, sample=True).keep
-            parts["kept"] = float(keep.detach().sum() / batch.lengths.sum())
+        keep = self.hard_keep(batch, soft.log_probs, sample=True)
+        parts.update(liveness(Denoising(soft.log_probs, soft.weights, keep), batch.items > 0))
+        if c.gate == "prior":  # pull the mean keep probability to keep_prior
+            clean = soft.log_probs[..., 0].exp()[batch.items > 0].mean()
+            prior = c.keep_prior_weight * (clean - c.keep_prior) ** 2
+            total = total + prior
+            parts["prior"] = float(prior.detach())
         if c.use_hard_branch:
             hard = bpr(self.hard_representation(batch.items, keep), items, targets, negatives)
             total = total + c.loss_lambda * hard

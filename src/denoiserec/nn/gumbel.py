@@ -7,6 +7,7 @@ swamp them and turn the decision into a near coin flip (msdccl spec §2.5, §7.3
 
 * :func:`straight_through_gumbel` -- forward exactly one-hot, backward through the soft sample.
 * :func:`centred_gate_logits` -- a binary gate relative to the row's mean keep logit.
+* :func:`ratio_keep` -- drop a fixed share of each row, the lowest keep margins.
 * :func:`keep_most_recent_if_empty` -- a row that keeps nothing keeps its most recent item.
 * :func:`compact_kept` -- move the kept items of each row to the front, order preserved.
 """
@@ -91,3 +92,32 @@ def compact_kept(items: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor,
     valid = torch.arange(items.shape[1], device=items.device)[None, :] < lengths[:, None]
     compacted = torch.where(valid, items.gather(1, order), torch.zeros_like(items))
     return compacted, lengths, order
+
+
+def ratio_keep(margin: torch.Tensor, mask: torch.Tensor, drop_ratio: float, tau: float,
+               sample: bool = True) -> torch.Tensor:
+    """(B, L) keep mask dropping the ``floor(drop_ratio * n)`` items of each row with the
+    lowest keep margin, straight-through.
+
+    Args:
+        margin: (B, L) keep-minus-drop logit of every item.
+        mask: (B, L) 1 on real items.
+        drop_ratio: share of the n real items of a row dropped (rounded down).
+        tau: temperature of the soft surrogate ``sigmoid((m - t) / tau)`` whose gradient the
+            mask carries (t = midway between the last dropped and the first kept margin).
+        sample: add logistic noise (the difference of two Gumbels, as the Gumbel gate) first.
+
+    A fixed share per row pins the gate's level whatever the scorer's calibration.
+    """
+    if sample:
+        uniform = torch.rand_like(margin).clamp(1e-6, 1 - 1e-6)
+        margin = margin + torch.log(uniform) - torch.log1p(-uniform)
+    real = mask > 0
+    ranked = torch.sort(margin.masked_fill(~real, torch.inf), dim=1).values  # real first
+    k = torch.floor(drop_ratio * real.sum(1)).long()  # (B,) dropped per row
+    above = ranked.gather(1, k[:, None]).squeeze(1)  # lowest kept margin
+    below = ranked.gather(1, (k - 1).clamp(min=0)[:, None]).squeeze(1)  # highest dropped
+    threshold = torch.where(k > 0, (above + below) / 2, torch.full_like(above, -torch.inf))
+    hard = (margin > threshold[:, None]) & real
+    soft = torch.sigmoid((margin - threshold[:, None]) / tau) * mask
+    return hard.to(margin.dtype) + (soft - soft.detach())

@@ -143,6 +143,21 @@ def init_bert_weights(module: nn.Module, std: float) -> None:
         module.weight.data.fill_(1.0)
 
 
+def init_xavier_weights(module: nn.Module) -> None:
+    """MSDCCL's reference init: xavier-normal Linear/Embedding (fused q/k/v per (H, H) block),
+    zero biases, unit LayerNorm, PyTorch's default for Conv2d."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.xavier_normal_(module.weight)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    if isinstance(module, MultiHeadSelfAttention):
+        for block in module.qkv.weight.data.chunk(3):
+            nn.init.xavier_normal_(block)
+
+
 def check_transformer_settings(config: Any) -> None:
     """Sizes >= 1, hidden size divisible by the heads, dropouts in [0, 1), known activation
     (shared by every Transformer model's config)."""

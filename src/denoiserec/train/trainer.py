@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from denoiserec.config import check_choice, check_range
 from denoiserec.data.batches import Batch, Batcher, counted_mask, strided_windows
 from denoiserec.errors import ConfigError, TrainingError
 from denoiserec.metrics import DEFAULT_KS, METRIC_NAMES
-from denoiserec.models.base import SequentialRecommender
+from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.nn.losses import LOSSES, Objective, uniform_negatives
 from denoiserec.protocols import Split
 from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
@@ -246,9 +247,11 @@ class Trainer:
         return torch.randperm(len(self.instances.users), generator=generator).to(self.device)
 
     # -- one epoch ---------------------------------------------------------------------------
-    def train_epoch(self, epoch: int,
-                    max_batches: int | None = None) -> tuple[float, dict[str, float]]:
-        """One epoch (or its first ``max_batches`` batches): mean loss and mean loss parts."""
+    def train_epoch(self, epoch: int, max_batches: int | None = None,
+                    on_batch: Callable[[int, ModelOutput], None] | None = None,
+                    ) -> tuple[float, dict[str, float]]:
+        """One epoch (or its first ``max_batches`` batches): mean loss and mean loss parts;
+        ``on_batch(step, output)`` after every optimiser step (diagnostics)."""
         self.model.train()
         if self.train_config.window_offsets:
             self.instances = self._instances(epoch)
@@ -275,6 +278,8 @@ class Trainer:
                                     "(finite loss); lower train.lr or set train.clip_grad_norm")
             self.optimizer.step()
             self.scheduler.step()
+            if on_batch is not None:
+                on_batch(step, output)
             total += loss_value
             for name, value in output.parts.items():
                 parts_total[name] = parts_total.get(name, 0.0) + value
