@@ -1,7 +1,7 @@
 """The denoiser contract: every registered denoiser keeps its levels alive and honest.
 
-On a synthetic log with 20 % inserted random items (labelled), after 100 training steps: the hard keep rate
-stays inside (0.1, 0.95); the soft weights keep a normalised entropy above a floor and below
+On a synthetic log with 20 % inserted random items (labelled), after 100 training steps: the
+hard keep rate stays inside (0.1, 0.95); the soft weights keep a normalised entropy above a floor and below
 uniform; no clean/noise log-probability saturates; the denoiser's own noise scores rank the
 planted noise above the clean interactions; ``loss()`` scores a representation that does not
 depend on the target, whose embedding gets gradient only through the output layer; padding
@@ -21,9 +21,9 @@ from denoiserec.data.batches import Batch
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.models import MODELS
 from denoiserec.models.denoiser import Denoising, weight_entropy
+from denoiserec.nn.losses import Objective
 from denoiserec.noise.detection import roc_auc
 from denoiserec.noise.scores import score_log
-from denoiserec.nn.losses import Objective
 from denoiserec.run import make_trainer, prepare
 from denoiserec.runconfig import load_config
 
