@@ -1,11 +1,11 @@
 """The denoiser contract: every registered denoiser keeps its levels alive and honest.
 
-On a synthetic log with 20 % inserted random items (labelled), after 100 training steps: the
-hard keep rate stays inside (0.1, 0.95); the soft weights keep a normalised entropy above a floor and below
-uniform; no clean/noise log-probability saturates; the denoiser's own noise scores rank the
-planted noise above the clean interactions; ``loss()`` scores a representation that does not
-depend on the target, whose embedding gets gradient only through the output layer; padding
-beyond the lengths changes nothing.
+On a synthetic log with 20 % inserted random items (labelled), after 100 training steps:
+the hard keep rate stays inside (0.1, 0.95); the soft weights keep a normalised entropy
+above a floor and below uniform; no clean/noise log-probability saturates; the denoiser's
+own noise scores rank the inserted items above the clean ones; ``loss()`` scores a
+representation that does not depend on the target, whose embedding gets gradient only
+through the output layer; padding beyond the lengths changes nothing.
 """
 
 from __future__ import annotations
