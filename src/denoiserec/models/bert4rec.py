@@ -4,7 +4,7 @@ Sun et al., CIKM 2019 (arXiv:1904.06690); reference code FeiSun/BERT4Rec (Tensor
 and training follow RecBole 1.2.1's ``BERT4Rec`` and its ``MaskItemSequence`` transform
 (docs/protocols/recbole.md §2.4): the instance's target is ignored; per batch, with
 probability ``ft_ratio`` the last input item is replaced by the mask token and predicted,
-otherwise every input item is masked with probability ``mask_ratio`` (Cloze, paper §3.4) and
+otherwise every input item is masked with probability ``mask_ratio`` (Cloze, paper §3.6) and
 at most ``int(mask_ratio * max_len)`` of the latest masked positions carry the loss.
 Cross-entropy over all items plus an output bias. At test time the mask token is appended after
 the last item and predicted.
@@ -107,7 +107,7 @@ class BERT4Rec(SequentialRecommender):
         self.mask_token = n_items + 1
         self.item_embedding = nn.Embedding(n_items + 2, H, padding_idx=0)  # + mask token
         self.backbone = self.build_encoder(config, max_len)
-        self.output_ffn = nn.Linear(H, H)  # the Cloze head (§3.4): GELU, LayerNorm, bias
+        self.output_ffn = nn.Linear(H, H)  # output layer (§3.5, Eq. 7): GELU, LayerNorm, bias
         self.output_norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
         self.output_bias = nn.Parameter(torch.zeros(n_items + 1))
         self.max_predictions = int(config.mask_ratio * max_len)
@@ -117,8 +117,8 @@ class BERT4Rec(SequentialRecommender):
             init_bert_weights(module, config.initializer_range)
 
     def _encode_items(self, items: torch.Tensor) -> torch.Tensor:
-        x = self.backbone(self.item_embedding(items), items)  # §3.2-3.3
-        return self.output_norm(F.gelu(self.output_ffn(x)))  # (B, L, H), §3.4
+        x = self.backbone(self.item_embedding(items), items)  # §3.3-3.4
+        return self.output_norm(F.gelu(self.output_ffn(x)))  # (B, L, H), Eq. 7
 
     def encode(self, batch: Batch) -> torch.Tensor:
         return self._encode_items(batch.items)

@@ -65,7 +65,8 @@ class GRU4Rec(SequentialRecommender):
         self.backbone.reset_parameters()
 
     def encode(self, batch: Batch) -> torch.Tensor:
-        return self.backbone(self.item_embedding(batch.items), batch.items)  # §3.1
+        # §3.1; the GRU of Eq. 1-4
+        return self.backbone(self.item_embedding(batch.items), batch.items)
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight

@@ -73,7 +73,7 @@ class SASRec(SequentialRecommender):
         self.backbone.reset_parameters()
 
     def encode(self, batch: Batch) -> torch.Tensor:
-        return self.backbone(self.item_embedding(batch.items), batch.items)  # Eq. 2-6
+        return self.backbone(self.item_embedding(batch.items), batch.items)  # Eq. 1-6
 
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
         # the last block only at position length - 1: the same values as encode() + gather

@@ -21,7 +21,7 @@ from denoiserec.nn.transformer import TransformerEncoder, attention_mask, init_b
 
 
 class TransformerBackbone(nn.Module):
-    """SASRec Eq. 1-6 / BERT4Rec §3.2-3.3: learned positions (position 0 = the oldest item of
+    """SASRec Eq. 1-6 / BERT4Rec §3.3-3.4: learned positions (position 0 = the oldest item of
     the window), LayerNorm, dropout, post-LN Transformer blocks; causal or bidirectional."""
 
     def __init__(self, hidden: int, max_len: int, n_layers: int, n_heads: int, inner_size: int,
@@ -43,7 +43,7 @@ class TransformerBackbone(nn.Module):
     def forward(self, inputs: torch.Tensor, items: torch.Tensor,
                 query: torch.Tensor | None = None) -> torch.Tensor:
         positions = self.position_embedding.weight[: items.shape[1]]
-        x = self.dropout(self.norm(inputs + positions[None]))  # SASRec Eq. 2: E + P
+        x = self.dropout(self.norm(inputs + positions[None]))  # SASRec Eq. 1: E + P
         return self.encoder(x, attention_mask(items, causal=self.causal), query)
 
 
