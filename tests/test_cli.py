@@ -12,12 +12,27 @@ from denoiserec.cli import main
     (["train", "--model", "sasrek"], "did you mean 'sasrec'"),
     (["train", "--set", "train.epoch=2"], "did you mean 'epochs'"),
     (["evaluate", "/nonexistent/run"], "not a run directory"),
+    (["train", "--set", "epoch=2"], "did you mean 'train.epochs'?"),
+    (["train", "--dataset", "beuaty"], "did you mean 'beauty'?"),
+    (["compare", "--models", "sasrec", "--dataset", "synthetic", "--set", "noise.ratio=0.1"],
+     "use --noise"),
+    (["clean", "--run", "r", "--input", "a.csv", "--output", "b.csv", "--threshold", "inf"],
+     "--threshold must be a finite number"),
 ])
 def test_errors_are_one_line_with_exit_code_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err
     assert err.startswith("denoiserec: error:") and "\n" not in err
+
+
+def test_debug_shows_the_traceback_instead(capsys):
+    from denoiserec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="did you mean 'sasrec'"):
+        main(["--debug", "train", "--model", "sasrek"])
+    with pytest.raises(ConfigError, match="did you mean 'sasrec'"):
+        main(["train", "--model", "sasrek", "--debug"])
 
 
 def test_missing_known_dataset_names_where_it_was_looked_for(tmp_path, monkeypatch, capsys):
@@ -43,6 +58,7 @@ def test_train_then_evaluate_prints_protocol_and_table(tmp_path, capsys):
             "model.hidden_size=8", "--set", "train.progress=false"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "protocol: fmlp" in out and "ndcg@10" in out
+    assert "dataset: synthetic   protocol: fmlp" in out and "ndcg@10" in out
+    assert "best epoch: 0 (counted from 0, of epochs 0-0)" in out
     assert main(["evaluate", str(run), "--protocol", "recbole"]) == 0
-    assert "protocol: recbole" in capsys.readouterr().out
+    assert "dataset: synthetic   protocol: recbole" in capsys.readouterr().out

@@ -26,6 +26,10 @@ def test_short_keys_dotted_keys_and_yaml(tmp_path):
     ("train.progress=3", "expected true/false"),
     ("model=nosuchmodel", "unknown model 'nosuchmodel'"),
     ("epochs", "expects key=value"),
+    ("epoch=3", "unknown setting 'epoch'; did you mean 'train.epochs'?"),
+    ("valid_metric=ndcg@10", "did you mean 'train.valid_metric'?"),
+    ("n_negatives=3", "did you mean 'protocol.n_negatives' or 'train.n_negatives'?"),
+    ("model.hidden_size=[1", "cannot parse value"),
 ])
 def test_bad_settings_are_one_line_errors(override, message):
     with pytest.raises(ConfigError, match=message) as error:
@@ -41,3 +45,11 @@ def test_int_accepted_for_float_and_yaml_errors(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_differences_name_every_changed_setting():
+    from denoiserec.runconfig import differences
+
+    before = load_config(overrides=["lr=0.01"]).to_dict()
+    now = load_config(overrides=["model.n_layers=3"]).to_dict()
+    assert differences(before, now) == ["model.n_layers 2, now 3", "train.lr 0.01, now 0.001"]

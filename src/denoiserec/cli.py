@@ -1,15 +1,29 @@
-"""``denoiserec`` command line: subcommands only parse arguments and call the Python API."""
+"""``denoiserec`` command line: subcommands only parse arguments and call the Python API.
+
+Every error is one line on stderr with exit code 2 (``--debug``: the traceback instead).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from denoiserec.errors import DenoiserecError
+
+if TYPE_CHECKING:
+    from denoiserec.run import RunResult
+
+
+def _result_lines(result: RunResult) -> str:
+    epochs = len(result.history)
+    return (f"best epoch: {result.best_epoch} (counted from 0, of epochs 0-{epochs - 1})   "
+            f"run: {result.run_dir}\n{result.table()}")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,35 +41,41 @@ def cmd_train(args: argparse.Namespace) -> None:
                       (args.protocol, "protocol.name")):
         if flag is not None:
             overrides.insert(0, f"{key}={flag}")
-    result = train(config=args.config, overrides=overrides, output=args.output)
-    print(f"protocol: {result.protocol}   best epoch: {result.best_epoch}   "
-          f"run: {result.run_dir}")
-    print(result.table())
+    print(_result_lines(train(config=args.config, overrides=overrides, output=args.output)))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from denoiserec.report.tables import metrics_table
-    from denoiserec.run import evaluate_run
+    from denoiserec.run import evaluate_run, load_run_config
 
+    dataset = load_run_config(args.run_dir).data.dataset
     evaluations = evaluate_run(args.run_dir, protocol=args.protocol,
                                checkpoint=args.checkpoint)
     protocol = evaluations["test"].protocol
-    print(f"protocol: {protocol}   checkpoint: {args.checkpoint}   run: {args.run_dir}")
+    print(f"dataset: {dataset}   protocol: {protocol}   checkpoint: {args.checkpoint}   "
+          f"run: {args.run_dir}")
     print(metrics_table({name: e.metrics for name, e in evaluations.items()}))
     if args.json:
         payload = {"protocol": protocol, **{n: e.metrics for n, e in evaluations.items()}}
         print(json.dumps(payload, indent=1))
 
 
-def cmd_datasets(args: argparse.Namespace) -> None:
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """Exit code 1 when ``--stats`` found a broken file (reported, the others still read)."""
     from denoiserec.data import KNOWN, data_dir, load_dataset
     from denoiserec.report.tables import markdown_table
 
-    rows = []
+    rows, broken = [], 0
     for name, known in KNOWN.items():
         path = data_dir() / known.relative_path
         if path.is_file() and args.stats:
-            stats = load_dataset(name).statistics()
+            try:
+                stats = load_dataset(name).statistics()
+            except (DenoiserecError, OSError) as err:
+                print(f"denoiserec: {name}: {_one_line(err)}", file=sys.stderr)
+                rows.append([name, f"broken ({path})", "", "", "", known.description])
+                broken += 1
+                continue
             rows.append([name, str(path), stats["users"], stats["items"],
                          stats["interactions"], known.description])
         else:
@@ -66,6 +86,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
     print(f"data directory: {data_dir()} (set DENOISEREC_DATA to change it)")
     print(markdown_table(["name", "file", "users", "items", "interactions", "description"],
                          rows))
+    return 1 if broken else 0
 
 
 def cmd_models(_: argparse.Namespace) -> None:
@@ -84,9 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
           "recbole protocol (leave-one-out, full ranking)")
     result = train(model="sasrec", dataset="synthetic", protocol="recbole",
                    overrides=["epochs=4", *args.overrides], output=output)
-    print(f"protocol: {result.protocol}   best epoch: {result.best_epoch}   "
-          f"run: {result.run_dir}")
-    print(result.table())
+    print(_result_lines(result))
     print(f"curve: {result.run_dir / 'curve.png'}   metrics: {result.run_dir / 'metrics.json'}")
 
 
@@ -103,7 +122,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     output = args.output or Path("runs") / f"compare-{Path(args.dataset).stem}-{args.protocol}"
     compare(models, args.dataset, args.protocol, args.noise, args.noise_kind, args.seeds,
-            args.overrides, output, train=not args.no_train)
+            args.overrides, output, train=not args.no_train, recompute=args.recompute)
     print(f"results: {output}/summary.md, results.csv, summary.json, robustness.png")
 
 
@@ -111,7 +130,8 @@ def cmd_clean(args: argparse.Namespace) -> None:
     from denoiserec.clean import clean
 
     report = clean(args.run, args.input, args.output, threshold=args.threshold,
-                   drop_ratio=args.drop_ratio, unknown=args.unknown, force=args.force)
+                   drop_ratio=args.drop_ratio, unknown=args.unknown, force=args.force,
+                   overrides=args.overrides)
     print(f"scored {report.interactions} interactions of {report.users} users with "
           f"{report.scorer} noise scores; flagged {report.flagged}"
           f"{f', {report.unknown} with unknown items' if report.unknown else ''}; "
@@ -121,6 +141,7 @@ def cmd_clean(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="denoiserec", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model and evaluate it under a protocol")
@@ -159,11 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="key=value for every cell, MODEL:key=value for one model's cells")
     compare.add_argument("--no-train", action="store_true",
                          help="train nothing; summarise the cells finished so far")
+    compare.add_argument("--recompute", action="store_true",
+                         help="retrain the cells trained on other data or settings")
     compare.set_defaults(func=cmd_compare)
 
     clean = sub.add_parser("clean", help="score a log's interactions and drop the noisy ones")
     clean.add_argument("--run", type=Path, required=True, help="trained run directory")
-    clean.add_argument("--input", type=Path, required=True, help="CSV/TSV/Parquet log")
+    clean.add_argument("--input", type=Path, required=True,
+                       help="log in any format training reads (.inter, .txt, .csv, ...)")
     clean.add_argument("--output", type=Path, required=True, help="cleaned log (same format)")
     flag = clean.add_mutually_exclusive_group(required=True)
     flag.add_argument("--threshold", type=float, help="drop interactions scoring >= this")
@@ -171,28 +195,44 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--unknown", default="refuse", choices=["refuse", "keep", "drop"],
                        help="rows whose item the model does not know")
     clean.add_argument("--force", action="store_true", help="replace existing outputs")
+    clean.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE",
+                       help="data.columns or data.time_order for reading the input")
     clean.set_defaults(func=cmd_clean)
 
     demo = sub.add_parser("demo", help="train a small model on synthetic data (< 2 minutes)")
     demo.add_argument("--output", type=Path)
     demo.add_argument("--set", dest="overrides", action="append", default=[])
     demo.set_defaults(func=cmd_demo)
+    for command in sub.choices.values():  # --debug also after the subcommand
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks of errors")
     return parser
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], None] = args.func
+    func: Callable[[argparse.Namespace], int | None] = args.func
     try:
-        func(args)
-    except DenoiserecError as err:
-        print(f"denoiserec: error: {err}", file=sys.stderr)
+        return func(args) or 0
+    except BrokenPipeError:  # the reader of the output went away (``| head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (DenoiserecError, OSError) as err:
+        if args.debug:
+            raise
+        print(f"denoiserec: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("denoiserec: interrupted (a run directory resumes from its last epoch)",
               file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,27 +1,32 @@
 """``denoiserec compare``: models x noise ratios x seeds, resumable, with significance tests.
 
 Every cell (model, noise ratio, seed) is an ordinary run directory under ``OUTPUT/cells``; a
-finished cell is never re-run, an interrupted one resumes, and several processes can share the
-work (a cell in training is locked by ``OUTPUT/cells/<cell>.lock``). For each cell the test
-ranks give per-user metrics, and the trained model's noise scores (its own, or the surprise
-baseline) are checked against the injected labels of the training interactions.
+finished cell is reused only when its fingerprint (prepared data + configuration, see
+:mod:`denoiserec.run`) matches the cell asked for, else the command refuses, naming the
+difference (``--recompute`` retrains such cells). An interrupted cell resumes (so does a cell
+asked for more epochs), and several processes can share the work (a cell in training is
+locked by ``OUTPUT/cells/<cell>.lock``). Every model and setting is checked before any cell
+trains. For each cell the test ranks give per-user metrics, and the trained model's noise
+scores (its own, or the surprise baseline) are checked against the injected labels of the
+training interactions.
 
-Outputs in ``OUTPUT``: ``results.csv`` (one row per cell), ``summary.json`` and ``summary.md``
-(mean ± std over seeds; paired permutation tests of per-user NDCG@10 against the first model
-at the same noise ratio and against the same model at noise 0; detection quality of the model's
-own scores and of the surprise baseline) and ``robustness.png`` (metric vs noise ratio, one
-line per model).
+Outputs in ``OUTPUT`` (:mod:`denoiserec.report.comparison`): ``results.csv`` (one row per
+cell), ``summary.json`` and ``summary.md`` (mean ± std over seeds; paired permutation tests of
+per-user NDCG@10 against the first model at the same noise ratio and against the same model at
+noise 0; detection quality of the model's own scores and of the surprise baseline) and
+``robustness.png`` (metric vs noise ratio, one line per model).
 
-An override ``MODEL:key=value`` applies to that model's cells only (e.g. MSDCCL's per-dataset
-settings, which keys the backbones lack); the others apply to every cell.
+A cell's settings are the loaded configuration (``--set``) with the grid's model, noise kind,
+ratio and seed; the grid's own keys are refused in ``--set``. An override ``MODEL:key=value``
+applies to that model's cells only (e.g. MSDCCL's per-dataset settings, which keys the
+backbones lack); the others apply to every cell.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
-import os
+import shutil
 import statistics
 import time
 from collections.abc import Iterator
@@ -32,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from denoiserec.atomic import atomic_write_text
+from denoiserec.atomic import atomic_write_text, pid_lock
+from denoiserec.config import check_range, parse_override
 from denoiserec.data import Interactions, load_dataset
 from denoiserec.errors import ConfigError
 from denoiserec.noise.detection import detection_report
@@ -40,12 +46,22 @@ from denoiserec.noise.inject import NoiseConfig
 from denoiserec.noise.scores import has_native_scores, score_log
 from denoiserec.noise.significance import paired_permutation_test, per_user_metric
 from denoiserec.protocols import leave_one_out
-from denoiserec.report.plots import robustness_plot
-from denoiserec.report.tables import markdown_table
-from denoiserec.run import restore, train_config
-from denoiserec.runconfig import RunConfig, load_config
+from denoiserec.report.comparison import REPORTED, CellResult, Detection, SummaryRow, write_outputs
+from denoiserec.run import (
+    fingerprint,
+    load_run_config,
+    make_trainer,
+    mismatch,
+    prepare,
+    restore,
+    train_config,
+)
+from denoiserec.runconfig import SHORT_KEYS, RunConfig, load_config
 
-REPORTED = ("ndcg@10", "hit@10", "mrr@10")
+# settings the grid sets for each cell, and the option that sets them
+GRID_KEYS = {"model.name": "--models", "data.dataset": "--dataset", "protocol.name": "--protocol",
+             "noise.kind": "--noise-kind", "noise.ratio": "--noise",
+             "noise.seed": "--seeds (a cell's noise seed is its training seed)"}
 
 
 @dataclass(frozen=True)
@@ -72,19 +88,53 @@ def overrides_for(overrides: list[str], model: str | None) -> list[str]:
 
 
 def cell_config(base: list[str], cell: Cell, kind: str) -> RunConfig:
-    overrides = [*overrides_for(base, cell.model), f"model={cell.model}", f"seed={cell.seed}"]
-    config = load_config(overrides=overrides)
-    noise = NoiseConfig(kind=kind, ratio=cell.ratio, seed=cell.seed) if cell.ratio > 0 else None
+    """The loaded settings (noise ones included) with the cell's model, seed, noise kind and
+    ratio; no noise at ratio 0."""
+    config = load_config(overrides=[*overrides_for(base, cell.model), f"model={cell.model}",
+                                    f"seed={cell.seed}"])
+    if cell.ratio == 0:
+        return replace(config, noise=None)
+    noise = replace(config.noise or NoiseConfig(), kind=kind, ratio=cell.ratio, seed=cell.seed)
     return replace(config, noise=noise)
 
 
-def detection_of(run_dir: Path, config: RunConfig, clean: Interactions) -> dict[str, Any]:
+def check_grid(models: list[str], ratios: list[float], kind: str, seeds: int,
+               overrides: list[str]) -> None:
+    """The grid and the overrides, before anything is read: one-line errors."""
+    for name, values in (("--models", models), ("--noise", ratios)):
+        if not values:
+            raise ConfigError(f"{name} lists nothing")
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ConfigError(f"{name} lists {', '.join(repeated)} more than once")
+    for ratio in ratios:
+        try:
+            NoiseConfig(kind=kind, ratio=ratio)
+        except ConfigError as err:
+            raise ConfigError(f"--noise {ratio:g}: {err}") from None
+    check_range("--seeds", seeds, 1)
+    unknown = sorted({scope_of(o) for o in overrides} - {None, *models})
+    if unknown:
+        raise ConfigError(f"--set scoped to {', '.join(unknown)}, not among --models {models}")
+    for override in overrides:
+        keys, value = parse_override(override.split(":", 1)[1] if scope_of(override)
+                                     else override, SHORT_KEYS)
+        paths = [".".join(keys)] + (["model.name"] if keys == ["model"] else [])
+        if isinstance(value, dict):
+            paths += [f"{'.'.join(keys)}.{key}" for key in value]
+        owned = [path for path in paths if path in GRID_KEYS]
+        if owned:
+            raise ConfigError(f"--set {override}: compare sets {owned[0]} for each cell; use "
+                              f"{GRID_KEYS[owned[0]]}")
+
+
+def detection_of(run_dir: Path, config: RunConfig, clean: Interactions) -> Detection | None:
     """Noise scores of the cell's best model on its noisy training interactions vs labels."""
     path = run_dir / "detection.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return Detection.from_dict(json.loads(path.read_text()))
     if config.noise is None:
-        return {}
+        return None
     trainer = restore(run_dir, config, clean)
     noisy = trainer.split.log
     _, train_end, _, _ = leave_one_out(noisy)
@@ -99,7 +149,7 @@ def detection_of(run_dir: Path, config: RunConfig, clean: Interactions) -> dict[
         report["surprise_roc_auc"] = detection_report(baseline[in_train],
                                                       noisy.is_noise[in_train])["roc_auc"]
     atomic_write_text(path, json.dumps(report, indent=1))
-    return report
+    return Detection.from_dict(report)
 
 
 def per_user_ndcg(run_dir: Path) -> dict[str, float]:
@@ -109,67 +159,93 @@ def per_user_ndcg(run_dir: Path) -> dict[str, float]:
     return {r["user"]: float(v) for r, v in zip(rows, values, strict=True)}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def claimed(run_dir: Path) -> Iterator[bool]:
     """Hold ``<cell>.lock`` (our pid) while a cell trains; False if a live process holds it.
 
     A lock left by a process that is gone is taken over, so a crashed worker blocks nothing.
     """
-    lock = run_dir.with_name(run_dir.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        holder = lock.read_text().strip()
-        if holder.isdigit() and _pid_alive(int(holder)):
-            yield False
-            return
-        lock.unlink(missing_ok=True)
-        with claimed(run_dir) as mine:
-            yield mine
-        return
-    os.write(descriptor, str(os.getpid()).encode())
-    os.close(descriptor)
-    try:
-        yield True
-    finally:
-        lock.unlink(missing_ok=True)
+    with pid_lock(run_dir.with_name(run_dir.name + ".lock")) as mine:
+        yield mine
 
 
-def _finished(run_dir: Path) -> bool:
+def _finished(run_dir: Path, config: RunConfig) -> bool:
+    """Finished, and for as many epochs as ``config`` asks (else it resumes)."""
     path = run_dir / "metrics.json"
-    return path.is_file() and json.loads(path.read_text())["finished"]
+    return (path.is_file() and json.loads(path.read_text())["finished"]
+            and load_run_config(run_dir).train.epochs == config.train.epochs)
+
+
+def _stale_cells(cells: dict[Cell, RunConfig], clean: Interactions, output: Path,
+                 recompute: bool) -> list[Path]:
+    """Cells trained on other inputs than asked: refused, or listed to retrain with
+    ``recompute``."""
+    stale = []
+    for cell, config in cells.items():
+        run_dir = output / "cells" / cell.name
+        if not (run_dir / "last.pt").is_file():
+            continue
+        problem = mismatch(run_dir, fingerprint(config, prepare(config, clean)))
+        metrics = run_dir / "metrics.json"
+        done = len(json.loads(metrics.read_text())["epochs"]) if metrics.is_file() else 0
+        if problem is None and done > config.train.epochs:
+            problem = f"has trained {done} epochs, more than train.epochs={config.train.epochs}"
+        if problem and not recompute:
+            raise ConfigError(f"cell {cell.name} in {output} {problem}; use another --output "
+                              "or --recompute")
+        if problem:
+            stale.append(run_dir)
+    return stale
+
+
+def _check_output(output: Path) -> None:
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output} is a file; choose another --output")
+    if output.is_dir() and any(output.iterdir()) and not (output / "cells").is_dir():
+        raise ConfigError(f"{output} exists and is not a denoiserec comparison; choose another "
+                          "--output")
+
+
+def _cell_result(cell: Cell, config: RunConfig, output: Path,
+                 clean: Interactions) -> CellResult:
+    run_dir = output / "cells" / cell.name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return CellResult(model=cell.model, noise=cell.ratio, seed=cell.seed,
+                      dataset=config.data.dataset, protocol=config.protocol.name,
+                      best_epoch=metrics["best_epoch"], test=metrics["test"], run_dir=run_dir,
+                      detection=detection_of(run_dir, config, clean))
 
 
 def compare(models: list[str], dataset: str, protocol: str, ratios: list[float], kind: str,
             seeds: int, overrides: list[str], output: Path, poll_seconds: float = 30.0,
-            train: bool = True) -> list[dict[str, Any]]:
-    """Train every cell (skipping finished ones) and write the comparison (module docstring).
+            train: bool = True, recompute: bool = False) -> list[CellResult]:
+    """Train every cell (reusing finished ones) and write the comparison (module docstring).
 
     Several ``compare`` processes may work on the same ``output`` at once: a cell being trained
     is locked, the others skip it and wait for it at the end. ``train=False`` trains nothing
     and summarises the cells finished so far (the seed counts say how many each has).
     """
-    unknown = sorted({scope_of(o) for o in overrides} - {None, *models})
-    if unknown:
-        raise ConfigError(f"--set scoped to {', '.join(unknown)}, not among --models {models}")
+    check_grid(models, ratios, kind, seeds, overrides)
+    _check_output(output)
     base = [f"dataset={dataset}", f"protocol={protocol}", *overrides]
-    shared = load_config(overrides=overrides_for(base, None))
-    first_seed = shared.train.seed
-    clean = load_dataset(shared.data)
-    cells = [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]
+    first_seed = load_config(overrides=overrides_for(base, None)).train.seed
+    configs = {cell: cell_config(base, cell, kind) for cell in
+               [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]}
+    clean = load_dataset(next(iter(configs.values())).data)
+    for model in models:  # every model builds, before any cell trains
+        config = replace(next(c for cell, c in configs.items() if cell.model == model),
+                         noise=None)
+        make_trainer(config, prepare(config, clean), output / "cells" / model)
+    for run_dir in _stale_cells(configs, clean, output, recompute):
+        with claimed(run_dir) as mine:
+            if not mine:
+                raise ConfigError(f"{run_dir} is being trained by another process; retry "
+                                  "--recompute when it is done")
+            print(f"[compare] recomputing {run_dir.name} (trained on other inputs)")
+            shutil.rmtree(run_dir)
+    cells = list(configs)
     if not train:
-        cells = [c for c in cells if _finished(output / "cells" / c.name)]
+        cells = [c for c in cells if _finished(output / "cells" / c.name, configs[c])]
         if not cells:
             raise ConfigError(f"{output}: no finished cells to summarise")
     pending, announced = (cells if train else []), ""
@@ -180,108 +256,66 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
             with claimed(run_dir) as mine:
                 if not mine:
                     busy.append(cell)
-                elif not _finished(run_dir):
+                elif not _finished(run_dir, configs[cell]):
                     print(f"[compare] training {cell.name}")
-                    train_config(cell_config(base, cell, kind), run_dir, clean)
-        pending = [c for c in busy if not _finished(output / "cells" / c.name)]
+                    (run_dir / "detection.json").unlink(missing_ok=True)
+                    train_config(configs[cell], run_dir, clean)
+        pending = [c for c in busy if not _finished(output / "cells" / c.name, configs[c])]
         if pending:
             waiting = ", ".join(c.name for c in pending)
             if waiting != announced:
                 print(f"[compare] waiting for {waiting} (trained by another process)")
                 announced = waiting
             time.sleep(poll_seconds)
-    rows: list[dict[str, Any]] = []
-    for cell in cells:
-        config = cell_config(base, cell, kind)
-        run_dir = output / "cells" / cell.name
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        detection = detection_of(run_dir, config, clean)
-        rows.append({"model": cell.model, "noise": cell.ratio, "seed": cell.seed,
-                     "best_epoch": metrics["best_epoch"], **metrics["test"],
-                     **{f"detect_{k}": v for k, v in detection.items()},
-                     "run_dir": str(run_dir)})
-    write_outputs(rows, models, ratios, kind, dataset, protocol, output)
-    return rows
+    results = [_cell_result(cell, configs[cell], output, clean) for cell in cells]
+    print(write_outputs(results, summarize(results, models, ratios), models, kind, dataset,
+                        protocol, output))
+    return results
 
 
 def paired_user_test(a: dict[str, float], b: dict[str, float]) -> tuple[float, float]:
-    """(p value, mean difference a - b) over the users both have."""
+    """(p value, mean difference a - b) over the users both have, paired by user id."""
     common = sorted(set(a) & set(b))
     test = paired_permutation_test(np.array([a[u] for u in common]),
                                    np.array([b[u] for u in common]))
     return test.p_value, test.mean_difference
 
 
-def summarize(rows: list[dict[str, Any]], models: list[str], ratios: list[float]) -> list[dict]:
+def summarize(cells: list[CellResult], models: list[str], ratios: list[float]
+              ) -> list[SummaryRow]:
     """Mean ± std over seeds per (model, ratio); per-user NDCG@10 (mean over seeds) tested
     against the first model at the same ratio and against the same model at noise 0."""
     per_user: dict[tuple[str, float], dict[str, float]] = {}
-    summary = []
+    summary: list[SummaryRow] = []
     for ratio in ratios:
         for model in models:
-            cells = [r for r in rows if r["model"] == model and r["noise"] == ratio]
-            if not cells:  # summarising finished cells only, and none of these
+            group = [c for c in cells if c.model == model and c.noise == ratio]
+            if not group:  # summarising finished cells only, and none of these
                 continue
-            users = [per_user_ndcg(Path(c["run_dir"])) for c in cells]
+            users = [per_user_ndcg(c.run_dir) for c in group]
             per_user[model, ratio] = {u: float(np.mean([d[u] for d in users])) for u in users[0]}
-            entry: dict[str, Any] = {"model": model, "noise": ratio, "seeds": len(cells)}
-            for metric in REPORTED:
-                values = [c[metric] for c in cells]
-                entry[metric] = statistics.mean(values)
-                entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-            for key in ("detect_roc_auc", "detect_surprise_roc_auc"):
-                if key in cells[0]:
-                    entry[key] = statistics.mean(c[key] for c in cells)
-            if "detect_scorer" in cells[0]:
-                entry["detect_scorer"] = cells[0]["detect_scorer"]
+            values = {m: [c.test[m] for c in group] for m in REPORTED}
+            detections = [c.detection for c in group if c.detection is not None]
+            row = SummaryRow(
+                model=model, noise=ratio, seeds=len(group), dataset=group[0].dataset,
+                protocol=group[0].protocol,
+                mean={m: statistics.mean(v) for m, v in values.items()},
+                std={m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in values.items()})
+            if detections:
+                surprise = [d.surprise_roc_auc for d in detections
+                            if d.surprise_roc_auc is not None]
+                row = replace(row, detect_scorer=detections[0].scorer,
+                              detect_roc_auc=statistics.mean(d.roc_auc for d in detections),
+                              detect_surprise_roc_auc=statistics.mean(surprise)
+                              if surprise else None)
             if model != models[0] and (models[0], ratio) in per_user:
-                entry["p_vs_first"], entry["diff_vs_first"] = paired_user_test(
-                    per_user[model, ratio], per_user[models[0], ratio])
-            if ratio > 0 and (model, 0.0) in per_user:
-                clean = [s for s in summary if s["model"] == model and s["noise"] == 0][0]
-                entry["p_vs_clean"], _ = paired_user_test(per_user[model, ratio],
-                                                          per_user[model, 0.0])
-                entry["relative_change_vs_clean"] = entry["ndcg@10"] / clean["ndcg@10"] - 1
-            summary.append(entry)
+                p_value, difference = paired_user_test(per_user[model, ratio],
+                                                       per_user[models[0], ratio])
+                row = replace(row, p_vs_first=p_value, diff_vs_first=difference)
+            clean = [s for s in summary if s.model == model and s.noise == 0]
+            if ratio > 0 and clean:
+                p_value, _ = paired_user_test(per_user[model, ratio], per_user[model, 0.0])
+                row = replace(row, p_vs_clean=p_value, relative_change_vs_clean=row.mean[
+                    "ndcg@10"] / clean[0].mean["ndcg@10"] - 1)
+            summary.append(row)
     return summary
-
-
-def _detection_cell(entry: dict[str, Any]) -> str:
-    if "detect_roc_auc" not in entry:
-        return "-"
-    text = f"{entry['detect_roc_auc']:.3f} ({entry['detect_scorer']})"
-    if "detect_surprise_roc_auc" in entry:
-        text += f", {entry['detect_surprise_roc_auc']:.3f} (surprise)"
-    return text
-
-
-def write_outputs(rows: list[dict[str, Any]], models: list[str], ratios: list[float],
-                  kind: str, dataset: str, protocol: str, output: Path) -> str:
-    buffer = io.StringIO()
-    fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "model", k != "noise", k))
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(output / "results.csv", buffer.getvalue())
-    summary = summarize(rows, models, ratios)
-    atomic_write_text(output / "summary.json", json.dumps(
-        {"dataset": dataset, "protocol": protocol, "noise_kind": kind, "summary": summary},
-        indent=1))
-    table = markdown_table(
-        ["model", "noise", "seeds", *(m.upper() for m in REPORTED), "p vs " + models[0],
-         "NDCG@10 vs noise 0 (p)", "detection ROC-AUC"],
-        [[s["model"], f"{s['noise']:g}", s["seeds"],
-          *(f"{s[m]:.4f}" + (f" ± {s[f'{m}_std']:.4f}" if s["seeds"] > 1 else "")
-            for m in REPORTED),
-          f"{s['p_vs_first']:.3g} ({s['diff_vs_first']:+.4f})" if "p_vs_first" in s else "-",
-          f"{s['relative_change_vs_clean']:+.1%} ({s['p_vs_clean']:.3g})"
-          if "p_vs_clean" in s else "-",
-          _detection_cell(s)]
-         for s in summary])
-    text = (f"dataset: {dataset}   protocol: {protocol}   noise: {kind} (training data only)   "
-            f"p: paired permutation test of per-user NDCG@10 (mean over seeds)\n\n{table}\n")
-    atomic_write_text(output / "summary.md", text)
-    robustness_plot(output / "robustness.png", summary, models, "ndcg@10",
-                    f"{dataset}, {protocol} protocol, {kind} noise")
-    print(text)
-    return text

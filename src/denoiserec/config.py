@@ -144,7 +144,8 @@ def parse_override(text: str, short_keys: dict[str, str] | None = None
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"--set {key}: cannot parse value '{raw}': {err}") from None
+        reason = str(err).splitlines()[0]
+        raise ConfigError(f"--set {key}: cannot parse value '{raw}' ({reason})") from None
     return key.split("."), value
 
 
@@ -173,7 +174,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML file (not UTF-8 text)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     if loaded is None:

@@ -25,3 +25,7 @@ class ProtocolError(DenoiserecError):
 
 class TrainingError(DenoiserecError):
     """Training diverged (NaN/inf loss) or cannot continue."""
+
+
+class OutputError(DenoiserecError):
+    """A result cannot be written (read-only folder, full disk, ...)."""

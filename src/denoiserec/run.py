@@ -3,10 +3,17 @@
 Run directory layout::
 
     config.yaml      the resolved configuration (re-loadable with --config)
+    fingerprint.json the inputs: sha256 of the prepared sequences (noise labels included) and
+                     the configuration less what may change on resume (RESUMABLE_CHANGES)
     metrics.json     protocol, dataset statistics, valid metrics per epoch, test at best, timings
     best.pt last.pt  checkpoints (tensors only; loaded with weights_only=True)
     curve.png        training loss and valid metric per epoch
     test_ranks.csv   rank of every test target (user, item, rank) for paired tests
+    .lock            the pid of the process training it (while it trains)
+
+Nothing is written before the configuration, the data and the model have been built. A run
+directory that holds trained epochs is only resumed with the same fingerprint, and is only
+evaluated on data that still gives the same sequences.
 """
 
 from __future__ import annotations
@@ -20,22 +27,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from denoiserec.atomic import atomic_write_text
+from denoiserec.atomic import atomic_write_text, lock_holder, pid_lock
+from denoiserec.config import read_yaml
 from denoiserec.data import Interactions, load_dataset
-from denoiserec.errors import ConfigError
+from denoiserec.data.digest import log_digest
+from denoiserec.errors import ConfigError, DataError
 from denoiserec.models import build_model
 from denoiserec.noise.inject import inject
 from denoiserec.protocols import ProtocolConfig, Split, split
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
-from denoiserec.runconfig import RunConfig, config_to_yaml, load_config, resolve
+from denoiserec.runconfig import RunConfig, config_to_yaml, differences, load_config, resolve
 from denoiserec.train.evaluate import Evaluation
 from denoiserec.train.trainer import Trainer, prepare_torch
 
 # settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"epochs", "progress", "threads", "device", "eval_batch_size"}
+FINGERPRINT = "fingerprint.json"
+LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -45,21 +54,30 @@ class RunResult:
     run_dir: Path
     config: RunConfig
     protocol: str
+    dataset: str
     best_epoch: int
+    """The selected epoch, counted from 0 (as in the epoch lines and ``metrics.json``)."""
     valid: dict[str, float]
     test: dict[str, float]
     history: list[dict[str, Any]]
 
     def table(self) -> str:
-        return metrics_table({"valid (best)": self.valid, "test": self.test})
+        """The valid (best epoch) and test metrics, under the dataset and protocol."""
+        return (f"dataset: {self.dataset}   protocol: {self.protocol}\n"
+                + metrics_table({"valid (best)": self.valid, "test": self.test}))
 
 
 def prepare(config: RunConfig, log: Interactions | None = None) -> Split:
     """Load (or take) the log, inject the configured noise, split it with the protocol."""
     log = load_dataset(config.data) if log is None else log
     if config.noise is not None and config.noise.ratio > 0:
-        return split(inject(log, config.noise), config.protocol, eval_log=log)
-    return split(log, config.protocol)
+        split_ = split(inject(log, config.noise), config.protocol, eval_log=log)
+    else:
+        split_ = split(log, config.protocol)
+    if len(split_.valid) == 0:
+        raise DataError(f"{log.name}: no user has enough interactions for a validation target "
+                        "(4 or more)")
+    return split_
 
 
 def make_trainer(config: RunConfig, split_: Split, run_dir: Path) -> Trainer:
@@ -75,28 +93,65 @@ def default_run_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{config.model.name}-{dataset}-{config.protocol.name}-{stamp}"
 
 
-def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(config_dict))
+def comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping, resolved (so defaults added since count), less RESUMABLE_CHANGES."""
+    out = json.loads(json.dumps(resolve(config_dict).to_dict()))
     for key in RESUMABLE_CHANGES:
         out["train"].pop(key, None)
     return out
 
 
-def _claim_run_dir(run_dir: Path, config: RunConfig) -> None:
-    """Create ``run_dir`` or check that it holds a run of the same configuration."""
-    saved = run_dir / "config.yaml"
-    if saved.is_file():
-        before = _comparable(yaml.safe_load(saved.read_text()))
-        now = _comparable(config.to_dict())
-        if before != now:
-            differing = [k for k in now if before.get(k) != now.get(k)]
-            raise ConfigError(f"{run_dir} holds a run with another configuration (differs in "
-                              f"{', '.join(differing)}); choose another --output")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+def fingerprint(config: RunConfig, split_: Split) -> dict[str, Any]:
+    """What a run's results depend on: the prepared sequences and the configuration."""
+    return {"dataset": config.data.dataset, "data": log_digest(split_.log, split_.eval_log),
+            "config": comparable(config.to_dict())}
+
+
+def recorded_fingerprint(run_dir: Path) -> dict[str, Any] | None:
+    """The fingerprint ``run_dir`` records; from ``config.yaml`` alone (no data digest) for a
+    run of an older denoiserec; None for no run."""
+    path = run_dir / FINGERPRINT
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            raise ConfigError(f"{path}: not a fingerprint (broken JSON)") from None
+    if (run_dir / "config.yaml").is_file():
+        return {"config": load_run_config(run_dir).to_dict(), "data": None}
+    return None
+
+
+def mismatch(run_dir: Path, now: dict[str, Any]) -> str | None:
+    """How ``run_dir``'s inputs differ from the fingerprint ``now`` (a phrase), None if not."""
+    before = recorded_fingerprint(run_dir)
+    if before is None:
+        return None
+    try:
+        old = comparable(before["config"])
+    except ConfigError as err:
+        return f"holds a configuration this version cannot load ({err})"
+    new = now["config"]
+    if old["data"]["dataset"] != new["data"]["dataset"]:
+        return f"was trained on another dataset ({old['data']['dataset']}, now " \
+               f"{new['data']['dataset']})"
+    changed = differences(old, new)
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        return f"was trained with another configuration ({'; '.join(changed[:3])}{more})"
+    if before.get("data") not in (None, now["data"]):
+        return (f"was trained on other data: {now['dataset']} now gives other sequences "
+                f"(fingerprint {before['data'][:12]}, now {now['data'][:12]})")
+    return None
+
+
+def check_output(run_dir: Path) -> None:
+    """``run_dir`` can hold a run: absent, empty, or a run directory."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, not a run directory; choose another --output")
+    is_run = any((run_dir / name).is_file() for name in ("config.yaml", FINGERPRINT, LOCK))
+    if run_dir.is_dir() and not is_run and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} exists and is not a denoiserec run directory; "
                           "choose another --output")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, config_to_yaml(config))
 
 
 def _write_ranks(path: Path, split_: Split, evaluation: Evaluation) -> None:
@@ -134,15 +189,50 @@ def _report(trainer: Trainer, split_: Split, started: float) -> dict[str, Any]:
     }
 
 
+def _announce(config: RunConfig, split_: Split, run_dir: Path) -> None:
+    print(f"training {config.model.name} on {split_.log.name} ({config.protocol.name} "
+          f"protocol) into {run_dir}", flush=True)
+    noise = config.noise
+    if noise is not None and noise.ratio > 0:
+        print(f"noise: {noise.kind} {noise.ratio:g} (per {noise.per}, seed {noise.seed}) on the "
+              "training part; valid and test inputs come from the clean log", flush=True)
+
+
 def train_config(config: RunConfig, run_dir: Path | str | None = None,
                  log: Interactions | None = None) -> RunResult:
     """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run)."""
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    check_output(run_dir)
     split_ = prepare(config, log)
-    _claim_run_dir(run_dir, config)
-    trainer = make_trainer(config, split_, run_dir)
-    trainer.resume()
+    trainer = make_trainer(config, split_, run_dir)  # builds the model; writes nothing
+    now = fingerprint(config, split_)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with pid_lock(run_dir / LOCK) as mine:
+        if not mine:
+            raise ConfigError(f"{run_dir} is being trained by process "
+                              f"{lock_holder(run_dir / LOCK)}; wait for it or choose another "
+                              "--output")
+        return _train_locked(config, split_, trainer, now, started)
+
+
+def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[str, Any],
+                  started: float) -> RunResult:
+    run_dir = trainer.run_dir
+    if (run_dir / "last.pt").is_file():  # trained epochs: only the same inputs may resume
+        problem = mismatch(run_dir, now)
+        if problem:
+            raise ConfigError(f"{run_dir} {problem}; choose another --output")
+    if trainer.resume():
+        done = trainer.state.epoch
+        if done > config.train.epochs:
+            raise ConfigError(f"{run_dir} has trained {done} epochs, more than train.epochs="
+                              f"{config.train.epochs}; choose another --output")
+        print(f"resumed from epoch {done} ({done} epochs done; epochs count from 0)",
+              flush=True)
+    atomic_write_text(run_dir / FINGERPRINT, json.dumps(now, indent=1))
+    atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
+    _announce(config, split_, run_dir)
     metrics_path = run_dir / "metrics.json"
 
     def write_progress(_: Any) -> None:
@@ -160,8 +250,9 @@ def train_config(config: RunConfig, run_dir: Path | str | None = None,
     training_curve(run_dir / "curve.png", trainer.state.history, config.train.valid_metric,
                    f"{config.model.name} on {split_.log.name} ({config.protocol.name})")
     return RunResult(run_dir=run_dir, config=config, protocol=config.protocol.name,
-                     best_epoch=trainer.state.best_epoch, valid=report["best_valid"],
-                     test=test.metrics, history=trainer.state.history)
+                     dataset=split_.log.name, best_epoch=trainer.state.best_epoch,
+                     valid=report["best_valid"], test=test.metrics,
+                     history=trainer.state.history)
 
 
 def train(model: str = "sasrec", dataset: str = "synthetic", protocol: str = "recbole",
@@ -181,16 +272,29 @@ def load_run_config(run_dir: Path | str) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
-    return resolve(yaml.safe_load(path.read_text()))
+    try:
+        return resolve(read_yaml(path))
+    except ConfigError as err:
+        message = str(err)
+        raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}"
+                          ) from None
 
 
 def restore(run_dir: Path | str, config: RunConfig | None = None,
             log: Interactions | None = None, checkpoint: str = "best") -> Trainer:
-    """A Trainer holding the ``best`` (or ``last``) weights of ``run_dir``, data prepared anew."""
+    """A Trainer holding the ``best`` (or ``last``) weights of ``run_dir``, data prepared anew
+    (and refused unless they give the sequences the run was trained on)."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir) if config is None else config
     config = replace(config, train=replace(config.train, progress=False))
-    trainer = make_trainer(config, prepare(config, log), run_dir)
+    split_ = prepare(config, log)
+    before = recorded_fingerprint(run_dir)
+    digest = log_digest(split_.log, split_.eval_log)
+    if before is not None and before.get("data") not in (None, digest):
+        raise DataError(f"{run_dir} was trained on other data: {config.data.dataset} now gives "
+                        f"other sequences (fingerprint {before['data'][:12]}, now "
+                        f"{digest[:12]})")
+    trainer = make_trainer(config, split_, run_dir)
     trainer.load_weights(checkpoint)
     return trainer
 

@@ -13,6 +13,7 @@ overrides land on the same dataclasses. Everyday keys may be given unqualified (
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,25 +63,63 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def _unqualified(key: str, model_class: type) -> str:
+    """The error for an unqualified key that is no everyday key: the sections' keys it may
+    mean (``epoch`` -> ``train.epochs``, ``valid_metric`` -> ``train.valid_metric``)."""
+    owners: dict[str, list[str]] = {short: [full] for short, full in SHORT_KEYS.items()}
+    for section, cls in [*SECTIONS.items(), ("noise", NoiseConfig), ("model", model_class)]:
+        for spec in dataclasses.fields(cls):
+            full = f"{section}.{spec.name}"
+            if full not in owners.setdefault(spec.name, []):
+                owners[spec.name].append(full)
+    close = [key] if key in owners else difflib.get_close_matches(key, list(owners), n=1)
+    if not close:
+        return f"unknown setting '{key}'; settings are dotted (train.epochs, model.hidden_size)"
+    options = " or ".join(f"'{full}'" for full in owners[close[0]])
+    return f"unknown setting '{key}'; did you mean {options}?"
+
+
 def resolve(raw: dict[str, Any]) -> RunConfig:
     """Turn a nested mapping (from YAML, overrides, or a saved run) into a :class:`RunConfig`."""
     raw = dict(raw)
     model_raw = raw.pop("model", None) or {}
     if isinstance(model_raw, str):
         model_raw = {"name": model_raw}
+    if not isinstance(model_raw, dict):
+        raise ConfigError(f"model: expected a mapping or a model name, got {model_raw!r}")
     model_raw = dict(model_raw)
-    model = build_dataclass(model_config_class(model_raw.get("name", "sasrec")), model_raw,
-                            "model")
+    model_class = model_config_class(model_raw.get("name", "sasrec"))
+    model = build_dataclass(model_class, model_raw, "model")
     kwargs: dict[str, Any] = {"model": model}
     for key, value in raw.items():
         if key == "noise":
             kwargs[key] = None if value is None else build_dataclass(NoiseConfig, value, key)
         elif key in SECTIONS:
             kwargs[key] = build_dataclass(SECTIONS[key], value, key)
+        elif not isinstance(value, dict):
+            raise ConfigError(_unqualified(key, model_class))
         else:
             raise ConfigError(f"unknown config section '{key}'"
                               + nearest(key, [*SECTIONS, "model", "noise"]))
     return RunConfig(**kwargs)
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}`` (a None section stays one entry)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``key old, now new`` for every setting that differs between two config mappings."""
+    old, new = flatten(before), flatten(now)
+    return [f"{key} {old.get(key, '(unset)')}, now {new.get(key, '(unset)')}"
+            for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
 
 
 def load_config(

@@ -7,6 +7,7 @@ Amazon forbid redistribution, so place the files there yourself (layout in ``KNO
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,10 +109,11 @@ def read_raw(dataset: str, columns: dict[str, str] | None = None) -> RawLog:
         return KNOWN[dataset].reader(locate(dataset))
     path = Path(dataset).expanduser()
     if not path.exists():
-        raise DataError(
-            f"unknown dataset '{dataset}': not a known name ({', '.join(['synthetic', *KNOWN])})"
-            " and no such file"
-        )
+        names = ["synthetic", *KNOWN]
+        close = difflib.get_close_matches(dataset.lower(), names, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise DataError(f"unknown dataset '{dataset}': not a known name ({', '.join(names)}) "
+                        f"and no such file{hint}")
     return readers.read_log(path, columns or None)
 
 

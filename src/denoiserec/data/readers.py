@@ -3,12 +3,17 @@
 Formats: RecBole atomic ``.inter`` (with MBHT's multi-behaviour rows), one line per user
 ``.txt``, MovieLens ``u.data`` / ``ratings.dat``, CSV / TSV / Parquet tables and Taobao's
 ``UserBehavior.csv``; ``read_log`` picks one by file name. Every problem raises a one-line
-``DataError("<path>:<line>: <problem>")``. Readers never create, modify or cache files.
+``DataError("<path>:<line>: <problem>")``. Readers never create, modify or cache files, and
+refuse a file too large for the available memory before reading it.
+
+``read_log_file`` reads the same files through the same code for ``clean``, keeping every
+column of every row and how the file is laid out, so that rows can be written back as they were.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from denoiserec.data.log import RawLog
 from denoiserec.data.parsing import (
     Lines,
     check_file,
+    check_size,
     error_summary,
     float_column,
     location,
@@ -45,6 +51,31 @@ _OPTIONAL_DEFAULTS = {"timestamp": ("timestamp",), "rating": ("rating",),
                       "behaviour": ("behavior", "behaviour", "item_type", "behavior_type")}
 _TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".parquet": None, ".pq": None}
 _KNOWN_FORMATS = ".inter, .txt, u.data, .dat, UserBehavior*.csv, .csv, .tsv, .tab, .parquet, .pq"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a log file is laid out: what writing its rows back in the same format needs."""
+
+    separator: str | None
+    """Field separator; None for Parquet."""
+    header: tuple[str, ...] | None = None
+    """The header line's fields as written in the file (typed in ``.inter``); None: no header."""
+    per_user_lines: bool = False
+    """One line per user, ``user item item ...`` (``.txt``)."""
+    quoted: bool = False
+    """Fields may be quoted (CSV and TSV tables); else every field is written as it is."""
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """A log file read for rewriting: its log, and every column of every row as read."""
+
+    raw: RawLog
+    rows: pd.DataFrame | None
+    """One row per interaction of ``raw``, in the same order, every column of the file (None
+    where rows are not interactions: the atomic one-sample-per-row layout)."""
+    layout: Layout
 
 
 def _pick(columns: Iterable[object], names: Sequence[str]) -> str | None:
@@ -90,19 +121,26 @@ def read_atomic(path: str | Path) -> RawLog:
     Returns:
         The log in file order.
     """
-    path = Path(path)
+    return _atomic_file(Path(path)).raw
+
+
+def _atomic_file(path: Path) -> LogFile:
     text = read_text(path)
-    header = [_atomic_field(path, field) for field in text.partition("\n")[0].split("\t")]
+    fields = tuple(text.partition("\n")[0].split("\t"))
+    header = [_atomic_field(path, field) for field in fields]
     if len(set(header)) != len(header):
         raise DataError(f"{path}:1: duplicate field names in header {header}")
     frame = strict_frame(path, text, "\t", len(header), skip=1)
+    del text
     frame.columns = header
     lines = range(2, len(frame) + 2)
     mapping = {"user": _require(path, header, _USER_FIELDS),
                "item": _require(path, header, ("item_id",))}
+    layout = Layout("\t", fields)
     if "item_id_list" in header:
-        return _atomic_samples(path, frame, lines, mapping["user"])
-    return _frame_log(path, frame, mapping | _present_optional_roles(header), lines)
+        return LogFile(_atomic_samples(path, frame, lines, mapping["user"]), None, layout)
+    raw = _frame_log(path, frame, mapping | _present_optional_roles(header), lines)
+    return LogFile(raw, frame, layout)
 
 
 def _atomic_samples(path: Path, frame: pd.DataFrame, lines: Lines, user: str) -> RawLog:
@@ -196,14 +234,20 @@ def read_movielens(path: str | Path) -> RawLog:
     Returns:
         The log with ratings and timestamps, in file order.
     """
-    path = Path(path)
+    return _movielens_file(Path(path)).raw
+
+
+def _movielens_file(path: Path) -> LogFile:
     text = read_text(path)
-    if "::" in text.partition("\n")[0]:
+    separator = "::" if "::" in text.partition("\n")[0] else "\t"
+    if separator == "::":
         text = text.replace("::", "\t")  # lets pandas' C parser read ratings.dat
     names = ("user", "item", "rating", "timestamp")
     frame = strict_frame(path, text, "\t", len(names), skip=0)
+    del text
     frame.columns = list(names)
-    return _frame_log(path, frame, {name: name for name in names}, range(1, len(frame) + 1))
+    raw = _frame_log(path, frame, {name: name for name in names}, range(1, len(frame) + 1))
+    return LogFile(raw, frame, Layout(separator))
 
 
 def _table_columns(path: Path, frame: pd.DataFrame, columns: Mapping[str, str]) -> dict[str, str]:
@@ -220,7 +264,8 @@ def _table_columns(path: Path, frame: pd.DataFrame, columns: Mapping[str, str]) 
     for role, name in mapping.items():
         if name not in frame.columns:
             available = ", ".join(str(column) for column in frame.columns)
-            raise DataError(f"{path}: no column '{name}' for {role} (columns: {available})")
+            raise DataError(f"{path}: no column '{name}' for {role} (columns: {available}); "
+                            "map them with --set data.columns='{user: COL, item: COL}'")
     return mapping
 
 
@@ -237,22 +282,29 @@ def read_table(path: str | Path, columns: Mapping[str, str] | None = None) -> Ra
     Returns:
         The log in table order; datetime columns become float seconds since the epoch.
     """
-    path = Path(path)
+    return _table_file(Path(path), columns).raw
+
+
+def _table_file(path: Path, columns: Mapping[str, str] | None) -> LogFile:
     suffix = path.suffix.lower()
     if suffix not in _TABLE_SEPARATORS:
         raise DataError(f"{path}: not a table (suffixes: {', '.join(_TABLE_SEPARATORS)})")
     check_file(path)
     separator = _TABLE_SEPARATORS[suffix]
     if separator is None:
+        check_size(path, "parquet")
         try:
             frame = pd.read_parquet(path, engine="pyarrow")
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read as Parquet: {error_summary(exc)}") from exc
         lines = None
     else:
+        check_size(path)
         frame = parse_csv(path, path, sep=separator)
         lines = range(2, len(frame) + 2)
-    return _frame_log(path, frame, _table_columns(path, frame, columns or {}), lines)
+    raw = _frame_log(path, frame, _table_columns(path, frame, columns or {}), lines)
+    header = tuple(str(name) for name in frame.columns)
+    return LogFile(raw, frame, Layout(separator, header, quoted=separator is not None))
 
 
 def read_taobao(path: str | Path) -> RawLog:
@@ -264,7 +316,10 @@ def read_taobao(path: str | Path) -> RawLog:
     Returns:
         The log with unix-second timestamps and behaviours, in file order.
     """
-    path = Path(path)
+    return _taobao_file(Path(path)).raw
+
+
+def _taobao_file(path: Path) -> LogFile:
     frame = strict_frame(path, read_text(path), ",", len(TAOBAO_COLUMNS), skip=0)
     frame.columns = list(TAOBAO_COLUMNS)
     lines = range(1, len(frame) + 1)
@@ -276,20 +331,54 @@ def read_taobao(path: str | Path) -> RawLog:
             f"unknown behaviour '{log.behaviours[unknown[0]]}' "
             f"(expected {', '.join(TAOBAO_BEHAVIOURS)})"
         )
-    return log
+    return LogFile(log, frame, Layout(","))
 
 
-def _reader_for(path: Path) -> Callable[[Path], RawLog] | None:
+def _line_per_user_file(path: Path) -> LogFile:
+    raw = read_line_per_user(path)
+    rows = pd.DataFrame({"user_id": raw.users, "item_id": raw.items}, dtype=object)
+    return LogFile(raw, rows, Layout(" ", per_user_lines=True))
+
+
+def _reader_for(path: Path) -> Callable[[Path], LogFile] | None:
     name, suffix = path.name.lower(), path.suffix.lower()
     if suffix == ".csv" and name.startswith("userbehavior"):
-        return read_taobao
+        return _taobao_file
     if suffix == ".inter":
-        return read_atomic
+        return _atomic_file
     if name == "u.data" or suffix == ".dat":
-        return read_movielens
+        return _movielens_file
     if suffix == ".txt":
-        return read_line_per_user
+        return _line_per_user_file
     return None
+
+
+def is_table(path: str | Path) -> bool:
+    """A CSV / TSV / Parquet table, the format that takes a column mapping."""
+    path = Path(path)
+    return _reader_for(path) is None and path.suffix.lower() in _TABLE_SEPARATORS
+
+
+def read_log_file(path: str | Path, columns: Mapping[str, str] | None = None) -> LogFile:
+    """Read any supported interaction file as ``read_log`` does, keeping its rows and layout.
+
+    Args:
+        path: any file ``read_log`` reads.
+        columns: the role -> column mapping of ``read_table``; only tables take one.
+
+    Returns:
+        The file's log, its rows (every column) and its layout.
+    """
+    path = Path(path)
+    check_file(path)
+    reader = _reader_for(path)
+    if is_table(path):
+        return _table_file(path, columns)
+    if reader is None:
+        raise DataError(f"{path}: unknown log format (known: {_KNOWN_FORMATS})")
+    if columns:
+        raise DataError(f"{path}: a column mapping applies only to CSV, TSV and Parquet tables")
+    return reader(path)
 
 
 def read_log(path: str | Path, columns: Mapping[str, str] | None = None) -> RawLog:
@@ -305,12 +394,6 @@ def read_log(path: str | Path, columns: Mapping[str, str] | None = None) -> RawL
         The file's log.
     """
     path = Path(path)
-    check_file(path)
-    reader = _reader_for(path)
-    if reader is None and path.suffix.lower() in _TABLE_SEPARATORS:
-        return read_table(path, columns)
-    if reader is None:
-        raise DataError(f"{path}: unknown log format (known: {_KNOWN_FORMATS})")
-    if columns:
-        raise DataError(f"{path}: a column mapping applies only to CSV, TSV and Parquet tables")
-    return reader(path)
+    if _reader_for(path) is _line_per_user_file and not columns:
+        return read_line_per_user(path)  # without the rows table only clean needs
+    return read_log_file(path, columns).raw
