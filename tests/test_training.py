@@ -146,3 +146,17 @@ def test_window_mode_and_bpr(tiny_log, tmp_path):
     with pytest.raises(ConfigError, match="bidirectional"):
         train_config(load_config(overrides=["model=msdccl", "train.instances=window",
                                             "epochs=1"]), tmp_path / "x", tiny_log)
+
+
+def test_evaluate_under_another_protocol_keeps_the_other_protocol_settings(tiny_log, tmp_path,
+                                                                          monkeypatch):
+    from denoiserec import run as run_module
+
+    train_config(tiny_config("protocol.ties=topk", epochs=1), tmp_path / "r", tiny_log)
+    seen = []
+    original = run_module.restore
+    monkeypatch.setattr(run_module, "restore",
+                        lambda run_dir, config, *a, **k: seen.append(config)
+                        or original(run_dir, config, *a, **k))
+    evaluate_run(tmp_path / "r", protocol="fmlp", log=tiny_log)
+    assert seen[0].protocol.name == "fmlp" and seen[0].protocol.ties == "topk"

@@ -34,7 +34,7 @@ from denoiserec.data.digest import log_digest
 from denoiserec.errors import ConfigError, DataError
 from denoiserec.models import build_model
 from denoiserec.noise.inject import inject
-from denoiserec.protocols import ProtocolConfig, Split, split
+from denoiserec.protocols import Split, split
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
 from denoiserec.runconfig import RunConfig, config_to_yaml, differences, load_config, resolve
@@ -306,6 +306,6 @@ def evaluate_run(run_dir: Path | str, protocol: str | None = None,
     another protocol."""
     config = load_run_config(run_dir)
     if protocol is not None:
-        config = replace(config, protocol=ProtocolConfig(name=protocol))
+        config = replace(config, protocol=replace(config.protocol, name=protocol))
     trainer = restore(run_dir, config, log, checkpoint)
     return {"valid": trainer.evaluate("valid"), "test": trainer.evaluate("test")}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from denoiserec.data.batches import Batcher
+from denoiserec.data.batches import Batcher, strided_windows
 from denoiserec.data.log import Interactions
 from denoiserec.metrics import target_ranks
 from denoiserec.models.base import SequentialRecommender
@@ -58,11 +58,9 @@ def native_scores(model: SequentialRecommender, log: Interactions, max_len: int,
     """(N,) the model's own noise score of every interaction, from windows tiling each user."""
     model.eval()
     batcher = Batcher(log, max_len, torch.device(device))
-    lengths = log.lengths
-    n_windows = -(-lengths // max_len)
-    users = np.repeat(np.arange(log.n_users), n_windows)
-    within = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
-    ends = log.offsets[1:][users] - within * max_len
+    # windows of max_len rows tiling every row of each user, cut from the end (the tiler of
+    # the fast mode, over rows instead of targets)
+    users, ends, _ = strided_windows(log.offsets[:-1] - 1, log.offsets[1:], max_len)
     scores = np.full(log.n_interactions, np.nan)
     for start in range(0, len(users), batch_size):
         batch = batcher.history(torch.as_tensor(users[start:start + batch_size]),
