@@ -13,8 +13,9 @@
 #   --device D       cpu (default) | cuda
 #   --time-limit S   stop every worker after S seconds (cells resume on the next call)
 #   --set K=V        extra overrides, repeatable (MODEL:K=V for one model's cells)
-# Output: benchmarks/out/converged-DATASET-MODE/{summary.md,summary.json,results.csv,cells/}
-# and curves.png (valid NDCG@10 per epoch of every cell, from the trainer's history).
+# Output: benchmarks/out/converged-DATASET-MODE/{summary.md,summary.json,results.csv,cells/},
+# curves.png (valid NDCG@10 per epoch of every cell, from the trainer's history), and each
+# worker's log (one line per epoch) in converged-DATASET-MODE.workerN.log beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASET=${1:?usage: converged.sh DATASET [options]}; shift
@@ -55,10 +56,9 @@ OUT=benchmarks/out/converged-$DATASET-$MODE
 ARGS=(--models "$MODELS" --dataset "$DATASET" --protocol "$PROTOCOL" --noise 0 --seeds "$SEEDS"
       --set epochs=200 --set train.patience=10 --set train.threads=1 --set train.progress=false
       --set train.device="$DEVICE" "${DATA[@]}" "${TRAIN[@]}" "${EXTRA[@]}" --output "$OUT")
-mkdir -p "$OUT"
 run_limited() { if [ "$LIMIT" -gt 0 ]; then timeout "$LIMIT" "$@"; else "$@"; fi; }
 for w in $(seq 1 "$WORKERS"); do
-  run_limited .venv/bin/denoiserec compare "${ARGS[@]}" > "$OUT/worker$w.log" 2>&1 &
+  run_limited .venv/bin/denoiserec compare "${ARGS[@]}" > "$OUT.worker$w.log" 2>&1 &
   sleep 2  # let each worker claim its first cell
 done
 wait || true
