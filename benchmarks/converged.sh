@@ -13,13 +13,14 @@
 #   --device D       cpu (default) | cuda
 #   --time-limit S   stop every worker after S seconds (cells resume on the next call)
 #   --set K=V        extra overrides, repeatable (MODEL:K=V for one model's cells)
+#   --tag NAME       suffix of the output folder (a variant, e.g. MSDCCL's alpha = 1 control)
 # Output: benchmarks/out/converged-DATASET-MODE/{summary.md,summary.json,results.csv,cells/},
 # curves.png (valid NDCG@10 per epoch of every cell, from the trainer's history), and each
 # worker's log (one line per epoch) in converged-DATASET-MODE.workerN.log beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASET=${1:?usage: converged.sh DATASET [options]}; shift
-MODE=fast MODELS=sasrec,bert4rec,gru4rec SEEDS=3 WORKERS="" DEVICE=cpu LIMIT=0 EXTRA=()
+MODE=fast MODELS=sasrec,bert4rec,gru4rec SEEDS=3 WORKERS="" DEVICE=cpu LIMIT=0 EXTRA=() TAG=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --mode) MODE=$2; shift 2 ;;
@@ -29,6 +30,7 @@ while [ $# -gt 0 ]; do
     --device) DEVICE=$2; shift 2 ;;
     --time-limit) LIMIT=$2; shift 2 ;;
     --set) EXTRA+=(--set "$2"); shift 2 ;;
+    --tag) TAG=-$2; shift 2 ;;
     *) echo "converged.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -52,7 +54,7 @@ case "$MODE" in
   prefix) TRAIN=() ;;
   *) echo "converged.sh: --mode is fast or prefix, not $MODE" >&2; exit 2 ;;
 esac
-OUT=benchmarks/out/converged-$DATASET-$MODE
+OUT=benchmarks/out/converged-$DATASET-$MODE$TAG
 ARGS=(--models "$MODELS" --dataset "$DATASET" --protocol "$PROTOCOL" --noise 0 --seeds "$SEEDS"
       --set epochs=200 --set train.patience=10 --set train.threads=1 --set train.progress=false
       --set train.device="$DEVICE" "${DATA[@]}" "${TRAIN[@]}" "${EXTRA[@]}" --output "$OUT")
