@@ -45,6 +45,7 @@ def main() -> None:
             axes[0][panel].plot(epochs, [e["loss_parts"].get(part, float("nan"))
                                          for e in report["epochs"]], color=colour, alpha=0.7)
             axes[0][panel].set_title(part)
+            axes[0][panel].set_ylim(-0.02, 1.02)  # liveness figures are shares
     axes[0][0].set_xlabel("epoch (from 0)")
     axes[0][0].set_ylabel(f"valid {args.metric}")
     axes[0][0].legend(fontsize=6)
