@@ -87,7 +87,7 @@ def main() -> None:
             best[index] = min(best[index], time_batches(trainer, repeat + 1, args.batches))
         print(f"round {repeat + 1}/{args.repeats} done", flush=True)
     size = trainers[0].train_config.batch_size
-    epoch_batches = -(-len(trainers[0].users) // size)
+    epoch_batches = -(-len(trainers[0].instances.users) // size)
     rows = []
     for (label, _), trainer, seconds in zip(models, trainers, best, strict=True):
         params = sum(p.numel() for p in trainer.model.parameters())
