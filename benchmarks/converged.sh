@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$WORKERS" ] || { [ "$DEVICE" = cuda ] && WORKERS=4 || WORKERS=2; }
 case "$DATASET" in
-  ml-100k) PROTOCOL=recbole; DATA=(); BATCH=32; STRIDE=25 ;;
+  ml-100k) PROTOCOL=recbole; DATA=(); BATCH=8; STRIDE=25 ;;  # 8: RESULTS.md §5.2
   beauty) PROTOCOL=fmlp; DATA=(); BATCH=256; STRIDE=25 ;;
   ml-1m) PROTOCOL=recbole; DATA=(--set max_len=200); BATCH=64; STRIDE=100 ;;
   *) echo "converged.sh: unknown dataset $DATASET (ml-100k, beauty, ml-1m)" >&2; exit 2 ;;
