@@ -109,3 +109,20 @@ def test_sample_negatives_reach_every_other_item_and_are_seeded() -> None:
     again = uniform_negatives(targets, 5, 3, generator=torch.Generator().manual_seed(6))
     assert torch.equal(first, again)
     assert set(first.unique().tolist()) == {1, 3, 4, 5}
+
+
+def test_per_sample_reductions_match_a_hand_computation():
+    torch.manual_seed(3)
+    hidden, items = torch.randn(4, 5), torch.randn(7, 5)
+    targets, negatives = torch.tensor([1, 0, 6, 2]), torch.randint(1, 7, (4, 3))
+    logits = hidden @ items.T
+    expected_ce = [float(-logits[i].log_softmax(-1)[t]) for i, t in enumerate(targets) if t]
+    per_ce = cross_entropy(hidden, items, targets, reduction="none")
+    assert per_ce.tolist() == pytest.approx(expected_ce, rel=1e-5)
+    assert float(cross_entropy(hidden, items, targets)) == pytest.approx(sum(expected_ce) / 3)
+    expected_bpr = [
+        sum(float(-torch.nn.functional.logsigmoid(logits[i, t] - logits[i, n]))
+            for n in negatives[i]) / 3
+        for i, t in enumerate(targets) if t]
+    per_bpr = bpr(hidden, items, targets, negatives, reduction="none")
+    assert per_bpr.tolist() == pytest.approx(expected_bpr, rel=1e-5)

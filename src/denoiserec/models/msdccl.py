@@ -71,7 +71,7 @@ from denoiserec.nn.gumbel import (
     ratio_keep,
     straight_through_gumbel,
 )
-from denoiserec.nn.losses import Objective, bpr, uniform_negatives
+from denoiserec.nn.losses import Objective, bpr, cross_entropy, uniform_negatives
 from denoiserec.nn.readout import CleanNoiseReadout
 from denoiserec.nn.schedules import (
     ANNEALING,
@@ -362,11 +362,9 @@ class MSDCCL(SequentialRecommender):
         if negatives is None:  # the trainer samples only for train.loss=bpr
             negatives = uniform_negatives(targets, self.n_items, 1)
         if objective.kind == "bpr":
-            positive = (representation * items[targets]).sum(-1, keepdim=True)
-            negative = torch.einsum("bd,bkd->bk", representation, items[negatives])
-            per_sample = -F.logsigmoid(positive - negative).mean(1)
+            per_sample = bpr(representation, items, targets, negatives, reduction="none")
         else:
-            per_sample = F.cross_entropy(representation @ items.T, targets, reduction="none")
+            per_sample = cross_entropy(representation, items, targets, reduction="none")
         drop = curriculum_drop_rate(self.epoch, c.curriculum, c.curriculum_epochs,
                                     c.sigmoid_extent, c.max_drop_rate)
         rec = easiest_mean(per_sample, drop)  # §4.5: the easiest (1 - d_e) of the batch

@@ -28,8 +28,9 @@ class Objective:
 
 
 def cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
-                  label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean CE of ``targets`` under softmax(hidden @ items.T), ignoring targets equal to 0.
+                  label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+    """CE of ``targets`` under softmax(hidden @ items.T), ignoring targets equal to 0: the mean,
+    or (``reduction="none"``) one value per real target, in order.
 
     Positions without a target are dropped *before* scoring: window batches of short sequences
     are mostly padding, and their logits over every item would be computed for nothing.
@@ -37,12 +38,14 @@ def cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tens
     targets = targets.reshape(-1)
     real = targets != 0
     logits = hidden.reshape(-1, hidden.shape[-1])[real] @ items.T
-    return F.cross_entropy(logits, targets[real], label_smoothing=label_smoothing)
+    return F.cross_entropy(logits, targets[real], label_smoothing=label_smoothing,
+                           reduction=reduction)
 
 
 def bpr(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
-        negatives: torch.Tensor) -> torch.Tensor:
-    """Mean of -log sigmoid(s(pos) - s(neg)) over every (positive, negative) pair."""
+        negatives: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """-log sigmoid(s(pos) - s(neg)) over every (positive, negative) pair: the mean, or
+    (``reduction="none"``) each real target's mean over its negatives."""
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     negatives = negatives.reshape(len(targets), -1)
@@ -50,7 +53,8 @@ def bpr(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
     hidden, targets, negatives = hidden[real], targets[real], negatives[real]
     positive = (hidden * items[targets]).sum(-1, keepdim=True)  # (n, 1)
     negative = torch.einsum("nd,nkd->nk", hidden, items[negatives])  # (n, k)
-    return -F.logsigmoid(positive - negative).mean()
+    pairs = -F.logsigmoid(positive - negative)
+    return pairs.mean(1) if reduction == "none" else pairs.mean()
 
 
 def uniform_negatives(targets: torch.Tensor, n_items: int, n: int,
