@@ -31,6 +31,10 @@ DENOISERS = sorted(name for name, cls in MODELS.items() if hasattr(cls, "denoisi
 SMALL = {  # a small, fast configuration of each denoiser
     "msdccl": ["model.backbone.hidden_size=32", "model.backbone.inner_size=32",
                "model.inner_size=64", "model.n_layers=1"],
+    "mgsd-wss": ["model.backbone.hidden_size=32", "model.backbone.inner_size=32",
+                 "model.inner_size=64", "model.n_layers=1"],
+    # joint training (stage 4 from the start): the staged schedule has its own test
+    "end4rec": ["model.hidden_size=32", "model.staged=false"],
 }
 STEPS, MAX_LEN = 100, 20
 
@@ -103,13 +107,14 @@ def test_own_noise_scores_find_the_planted_noise(trained):
     assert auc > 0.55, auc
 
 
-def _spy_logits(model, batch: Batch, monkeypatch) -> torch.Tensor:
-    """The logits ``loss()`` hands to cross-entropy, with every random draw seeded alike."""
+def _spy_logits(model, batch: Batch, monkeypatch, keep_graph: bool = False) -> torch.Tensor:
+    """The logits ``loss()`` hands to cross-entropy, with every random draw seeded alike
+    (``keep_graph``: not detached, to differentiate them)."""
     seen: list[torch.Tensor] = []
     original = F.cross_entropy
 
     def spy(logits, *args, **kwargs):
-        seen.append(logits.detach().clone())
+        seen.append(logits if keep_graph else logits.detach().clone())
         return original(logits, *args, **kwargs)
 
     monkeypatch.setattr(F, "cross_entropy", spy)
@@ -150,6 +155,12 @@ def test_target_embedding_gets_gradient_only_through_the_output_layer(trained, m
     others = torch.ones_like(before, dtype=torch.bool)
     others[:, targets] = False
     assert torch.allclose(before[others], after[others], atol=1e-6)
+    # a binary choice conditioned on the target (a leak through a straight-through gate) can
+    # leave the values unchanged; its gradient cannot hide: the other columns' logits must not
+    # depend on the targets' rows at all
+    logits = _spy_logits(model, batch, monkeypatch, keep_graph=True)
+    gradient = torch.autograd.grad(logits[others].sum(), table, allow_unused=True)[0]
+    assert gradient is None or float(gradient[targets].abs().max()) == 0.0
 
 
 def test_padding_beyond_the_lengths_changes_nothing(trained):

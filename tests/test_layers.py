@@ -1,7 +1,7 @@
 """The package's layering (README "Layout"): every import points down or sideways, no cycle.
 
-data -> protocols -> noise.inject -> nn -> models -> noise scores -> train -> run -> compare /
-clean -> cli. Imports inside functions count too.
+data -> protocols -> noise.inject / noise.online -> nn -> models -> noise scores -> train ->
+run -> compare / clean -> cli. Imports inside functions count too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ LAYERS = [  # lowest first; a module may import its own layer or any lower one
     ("errors", "atomic", "config", "metrics", "report", "noise.significance"),
     ("data",),
     ("protocols",),
-    ("noise.inject",),
+    ("noise.inject", "noise.online"),
     ("nn",),
     ("models",),
     ("noise.scores", "noise.detection", "noise"),

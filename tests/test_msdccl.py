@@ -285,11 +285,11 @@ def test_model_infers_steps_per_epoch_and_anneals() -> None:
     for step in range(12):  # 4 batches per epoch
         model.on_batch_start(step // 4, step)
         if step < 4:
-            assert model.gumbel_tau == 0.5
-    assert model.steps_per_epoch == 4
-    assert model.gumbel_tau == pytest.approx(0.1)  # step 11 >= 2 epochs of 4
+            assert model.temperatures.gumbel == 0.5
+    assert model.temperatures.steps_per_epoch == 4
+    assert model.temperatures.gumbel == pytest.approx(0.1)  # step 11 >= 2 epochs of 4
     model.on_batch_start(1, 6)
-    assert model.contrastive_tau == pytest.approx(0.5 * 0.2 ** (6 / 8))
+    assert model.temperatures.contrastive == pytest.approx(0.5 * 0.2 ** (6 / 8))
 
 
 # ----------------------------------------------------------------------------- soft branch

@@ -40,7 +40,7 @@ from denoiserec.data.preprocess import time_key
 from denoiserec.data.readers import Layout, is_table, read_log_file
 from denoiserec.errors import ConfigError, DataError
 from denoiserec.noise.scores import has_native_scores, score_log
-from denoiserec.run import load_run_config, restore
+from denoiserec.run import load_log, load_run_config, restore
 from denoiserec.runconfig import SHORT_KEYS
 
 UNKNOWN_POLICIES = ("refuse", "keep", "drop")
@@ -171,7 +171,9 @@ def clean(run_dir: Path, input_path: Path, output_path: Path, threshold: float |
                         "of one interaction per row")
     raw, rows = log_file.raw, log_file.rows
 
-    training_log = load_dataset(config.data)  # the vocabulary the model was trained with
+    # the vocabulary the model was trained with (a shipped test file's items included)
+    training_log = load_log(config) if config.protocol.name == "target" else \
+        load_dataset(config.data)
     vocabulary = {str(token): index for index, token in enumerate(training_log.item_tokens)
                   if token != PAD_TOKEN}
     item_ids = pd.Series(raw.items).map(vocabulary)

@@ -49,6 +49,7 @@ from denoiserec.protocols import leave_one_out
 from denoiserec.report.comparison import REPORTED, CellResult, Detection, SummaryRow, write_outputs
 from denoiserec.run import (
     fingerprint,
+    load_log,
     load_run_config,
     make_trainer,
     mismatch,
@@ -231,7 +232,8 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
     first_seed = load_config(overrides=overrides_for(base, None)).train.seed
     configs = {cell: cell_config(base, cell, kind) for cell in
                [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]}
-    clean = load_dataset(next(iter(configs.values())).data)
+    first = next(iter(configs.values()))  # the target protocol adds a shipped test file
+    clean = load_log(first) if first.protocol.name == "target" else load_dataset(first.data)
     for model in models:  # every model builds, before any cell trains
         config = replace(next(c for cell, c in configs.items() if cell.model == model),
                          noise=None)

@@ -19,6 +19,16 @@ What differs is the ranking (see :mod:`denoiserec.metrics` for ranks and ties):
 * ``sampled``: the target against ``n_negatives`` items the user never interacted with, uniform
   or popularity-weighted, fixed per user by seed (``sampled`` numbers are not comparable with
   full ranking ones).
+
+``target`` (multi-behaviour logs, END4Rec spec §1.3-1.4) splits differently: leave-one-out on
+the **target behaviour** (``target_behaviour``, e.g. buy). A user's target-behaviour rows with a
+non-empty input are its instances; RecBole's rule applies to them (the last is the test target,
+the one before the valid target, ``min(2, n - 1)`` held out), the input is every interaction of
+any behaviour strictly before the target, and full ranking, with the user's earlier items
+excluded when ``mask_history`` is set. Training targets are the earlier target-behaviour rows
+(``train_targets=target``) or every earlier row (``all``). Where the dataset ships a test file
+(RetailRocket; ``Interactions.test_users``) and ``shipped_split`` is on, its users are the test
+set (their last target; never trained on) and the other users hold out only a valid target.
 """
 
 from __future__ import annotations
@@ -30,19 +40,21 @@ import torch
 
 from denoiserec.config import check_choice, check_range
 from denoiserec.data.log import Interactions
-from denoiserec.errors import ProtocolError
+from denoiserec.errors import ConfigError, ProtocolError
 from denoiserec.metrics import TIE_RULES
 
-PROTOCOLS = ("recbole", "fmlp", "sampled")
+PROTOCOLS = ("recbole", "fmlp", "sampled", "target")
 NEGATIVE_KINDS = ("uniform", "popularity")
+TRAIN_TARGETS = ("target", "all")
 
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """Evaluation protocol: the split is always leave-one-out; ``name`` picks the ranking."""
+    """Evaluation protocol: the split is always leave-one-out; ``name`` picks the ranking (and,
+    for ``target``, leave-one-out on the target behaviour)."""
 
     name: str = "recbole"
-    """``recbole``, ``fmlp`` or ``sampled``."""
+    """``recbole``, ``fmlp``, ``sampled`` or ``target``."""
     n_negatives: int = 99
     """``sampled`` only: negatives ranked against the target."""
     negatives: str = "uniform"
@@ -53,8 +65,29 @@ class ProtocolConfig:
     """Rank of a target tied with other items: ``id`` (after the tied items with lower ids;
     deterministic) or ``topk`` (``torch.topk``'s order, RecBole 1.2.1's evaluator)."""
 
+    target_behaviour: str = "buy"
+    """``target`` only: the raw behaviour token(s) of the target behaviour, comma-separated
+    (Taobao ``buy``; RetailRocket ``0,3``: its buys and its re-inserted earlier buys)."""
+    mask_history: bool = False
+    """``target`` only: exclude the user's earlier items from the ranking (as ``fmlp``); off
+    ranks every item (END4Rec spec §1.4)."""
+    train_targets: str = "target"
+    """``target`` only: training targets are the earlier target-behaviour rows (``target``)
+    or every earlier row of any behaviour (``all``; the window mode always trains on all)."""
+    shipped_split: bool = True
+    """``target`` only: honour a shipped test file (RetailRocket): its users are the test set."""
+
     def __post_init__(self) -> None:
         check_choice("protocol.name", self.name, PROTOCOLS)
+        check_choice("protocol.train_targets", self.train_targets, TRAIN_TARGETS)
+        if not all(self.target_tokens):
+            raise ConfigError("protocol.target_behaviour must name behaviours, comma-separated; "
+                              f"got '{self.target_behaviour}'")
+
+    @property
+    def target_tokens(self) -> tuple[str, ...]:
+        """The target behaviour's raw tokens."""
+        return tuple(token.strip() for token in self.target_behaviour.split(","))
         check_choice("protocol.negatives", self.negatives, NEGATIVE_KINDS)
         check_choice("protocol.ties", self.ties, TIE_RULES)
         check_range("protocol.n_negatives", self.n_negatives, 1)
@@ -111,12 +144,18 @@ class Split:
         return self.log.offsets[:-1]
 
     def statistics(self) -> dict[str, int | str]:
-        return {
+        stats: dict[str, int | str] = {
             "protocol": self.protocol.name,
             "train_instances": len(self.train_targets),
             "valid_instances": len(self.valid),
             "test_instances": len(self.test),
         }
+        if self.protocol.name == "target":
+            stats["target_behaviour"] = self.protocol.target_behaviour
+            test_users = self.evaluation_log.test_users
+            stats["shipped_test_users"] = (int(test_users.sum()) if test_users is not None
+                                           and self.protocol.shipped_split else 0)
+        return stats
 
 
 def leave_one_out(log: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -181,6 +220,54 @@ def protocol_negatives(log: Interactions, users: np.ndarray, n: int, kind: str,
         negatives[bad] = np.searchsorted(cumulative, rng.random(int(bad.sum())), side="right")
 
 
+def target_behaviour_rows(log: Interactions, protocol: ProtocolConfig) -> np.ndarray:
+    """(N,) True on the rows of the target behaviour that have an input (not a user's first)."""
+    if log.behaviours is None or log.behaviour_tokens is None:
+        raise ProtocolError(f"{log.name}: the target protocol needs behaviours; the log has none")
+    ids = [b for b, token in enumerate(log.behaviour_tokens) if token in protocol.target_tokens]
+    if not ids:
+        raise ProtocolError(f"{log.name}: no behaviour {protocol.target_behaviour} "
+                            f"(the log has {', '.join(log.behaviour_tokens)}); set "
+                            "protocol.target_behaviour")
+    is_target = np.isin(log.behaviours, ids)
+    is_target[log.offsets[:-1][log.lengths > 0]] = False
+    return is_target
+
+
+def target_leave_one_out(log: Interactions, protocol: ProtocolConfig
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Leave-one-out on the target behaviour: (train_rows, train_end, valid, test), see the
+    module docstring (END4Rec spec §1.3)."""
+    rows = np.flatnonzero(target_behaviour_rows(log, protocol))  # grouped by user, in order
+    users = log.row_users[rows]
+    count = np.bincount(users, minlength=log.n_users)
+    shipped = log.test_users is not None and protocol.shipped_split and log.test_users.any()
+    test_only = log.test_users if shipped else np.zeros(log.n_users, dtype=bool)
+    held = np.minimum(2, np.maximum(count - 1, 0))  # RecBole's rule, on target instances
+    n_test = np.where(shipped, test_only & (count >= 1), held >= 1).astype(np.int64)
+    n_valid = np.where(shipped, ~test_only & (count >= 2), held == 2).astype(np.int64)
+    from_end = count[users] - 1 - (np.arange(len(rows)) - (np.cumsum(count) - count)[users])
+    test = rows[(from_end == 0) & (n_test[users] == 1)]
+    valid = rows[(from_end == n_test[users]) & (n_valid[users] == 1)]
+    n_held = n_test + n_valid
+    first_held = from_end == n_held[users] - 1
+    starts, ends = log.offsets[:-1], log.offsets[1:]
+    train_end = ends.copy()
+    train_end[users[first_held]] = rows[first_held]
+    train_end[test_only] = starts[test_only]
+    if protocol.train_targets == "target":
+        train_rows = rows[(from_end >= n_held[users]) & ~test_only[users]]
+    else:  # every row with an input before the first held-out target
+        in_train = np.arange(log.n_interactions) < train_end[log.row_users]
+        in_train[starts[log.lengths > 0]] = False
+        train_rows = np.flatnonzero(in_train)
+    return train_rows, train_end, valid, test
+
+
+def _leave_one_out(log: Interactions, _: ProtocolConfig) -> tuple[np.ndarray, ...]:
+    return leave_one_out(log)
+
+
 def split(log: Interactions, protocol: ProtocolConfig,
           eval_log: Interactions | None = None) -> Split:
     """Split ``log`` with ``protocol`` (see the module docstring).
@@ -189,13 +276,16 @@ def split(log: Interactions, protocol: ProtocolConfig,
     same order), training instances come from ``log`` and valid/test instances from
     ``eval_log``.
     """
-    train_rows, train_end, _, _ = leave_one_out(log)
+    rule = target_leave_one_out if protocol.name == "target" else _leave_one_out
+    train_rows, train_end, _, _ = rule(log, protocol)
     clean = log if eval_log is None else eval_log
     if clean.n_users != log.n_users:
         raise ProtocolError("the evaluation log must have the same users as the training log")
-    _, _, valid, test = leave_one_out(clean)
+    _, _, valid, test = rule(clean, protocol)
     if len(test) == 0:
-        raise ProtocolError(f"{log.name}: no user has enough interactions to evaluate (>= 3)")
+        need = ("two target-behaviour interactions after the first"
+                if protocol.name == "target" else "3 interactions")
+        raise ProtocolError(f"{log.name}: no user has enough interactions to evaluate ({need})")
     row_users = clean.row_users
     eval_sets = []
     for offset, targets in enumerate((valid, test)):
@@ -223,7 +313,7 @@ def exclude_unrankable(scores: torch.Tensor, log_items: torch.Tensor, starts: to
         negatives: (B, n) sampled negatives for ``sampled``.
     """
     scores[:, 0] = -torch.inf
-    if protocol.name == "fmlp":
+    if protocol.name == "fmlp" or (protocol.name == "target" and protocol.mask_history):
         lengths = targets - starts
         rows = torch.repeat_interleave(torch.arange(len(targets), device=scores.device), lengths)
         first = torch.cumsum(lengths, 0) - lengths

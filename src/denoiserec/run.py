@@ -67,9 +67,16 @@ class RunResult:
                 + metrics_table({"valid (best)": self.valid, "test": self.test}))
 
 
+def load_log(config: RunConfig) -> Interactions:
+    """The configured dataset; under the ``target`` protocol (``shipped_split``) with the test
+    file the dataset ships, if any (RetailRocket)."""
+    shipped = config.protocol.name == "target" and config.protocol.shipped_split
+    return load_dataset(config.data, shipped_test=shipped)
+
+
 def prepare(config: RunConfig, log: Interactions | None = None) -> Split:
     """Load (or take) the log, inject the configured noise, split it with the protocol."""
-    log = load_dataset(config.data) if log is None else log
+    log = load_log(config) if log is None else log
     if config.noise is not None and config.noise.ratio > 0:
         split_ = split(inject(log, config.noise), config.protocol, eval_log=log)
     else:

@@ -17,6 +17,7 @@ from denoiserec.config import check_choice, check_range
 from denoiserec.data import readers
 from denoiserec.data.log import Interactions, RawLog
 from denoiserec.data.preprocess import build_interactions
+from denoiserec.data.shipped import read_with_shipped_test, shipped_test_path
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.errors import DataError
 
@@ -103,11 +104,21 @@ def locate(name: str) -> Path:
     return path
 
 
-def read_raw(dataset: str, columns: dict[str, str] | None = None) -> RawLog:
-    """The raw log of a known dataset name or a file path."""
+def read_raw(dataset: str, columns: dict[str, str] | None = None,
+             shipped_test: bool = False) -> RawLog:
+    """The raw log of a known dataset name or a file path; with ``shipped_test``, plus the
+    users of the test file shipped beside it (``*.train.*`` -> ``*.test.*``, see
+    :mod:`denoiserec.data.shipped`) where there is one."""
     if dataset in KNOWN:
-        return KNOWN[dataset].reader(locate(dataset))
+        path = locate(dataset)
+        test_path = shipped_test_path(path) if shipped_test else None
+        if test_path is not None:
+            return read_with_shipped_test(path, test_path, KNOWN[dataset].reader)
+        return KNOWN[dataset].reader(path)
     path = Path(dataset).expanduser()
+    test_path = shipped_test_path(path) if shipped_test and path.is_file() else None
+    if test_path is not None and not columns:
+        return read_with_shipped_test(path, test_path, readers.read_log)
     if not path.exists():
         names = ["synthetic", *KNOWN]
         close = difflib.get_close_matches(dataset.lower(), names, n=1, cutoff=0.6)
@@ -117,13 +128,15 @@ def read_raw(dataset: str, columns: dict[str, str] | None = None) -> RawLog:
     return readers.read_log(path, columns or None)
 
 
-def load_dataset(config: DataConfig | str = DataConfig()) -> Interactions:  # noqa: B008
-    """Read and preprocess a dataset: ``synthetic``, a known name, or a path."""
+def load_dataset(config: DataConfig | str = DataConfig(),  # noqa: B008
+                 shipped_test: bool = False) -> Interactions:
+    """Read and preprocess a dataset: ``synthetic``, a known name, or a path; with
+    ``shipped_test`` (the ``target`` protocol asks for it) a shipped test file's users too."""
     if isinstance(config, str):
         config = DataConfig(dataset=config)
     if config.dataset == "synthetic":
         return generate(SyntheticConfig())
-    raw = read_raw(config.dataset, config.columns)
+    raw = read_raw(config.dataset, config.columns, shipped_test)
     name = config.dataset if config.dataset in KNOWN else Path(config.dataset).stem
     return build_interactions(
         raw,

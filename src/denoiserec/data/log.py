@@ -33,6 +33,8 @@ class RawLog:
             then the time order within a user).
         ratings: (N,) float64, or None.
         behaviours: (N,) raw behaviour tokens (str), or None.
+        test_rows: (N,) bool, True on rows of the dataset's shipped test file (their users
+            are test-only: RetailRocket's ``retail_beh.test.inter``), or None.
         source: where the rows came from (a path or a generator name).
     """
 
@@ -41,6 +43,7 @@ class RawLog:
     timestamps: np.ndarray | None = None
     ratings: np.ndarray | None = None
     behaviours: np.ndarray | None = None
+    test_rows: np.ndarray | None = None
     source: str = ""
 
     def __len__(self) -> int:
@@ -60,6 +63,8 @@ class Interactions:
         behaviours: (N,) int64 behaviour ids 0..n_behaviours-1, or None.
         behaviour_tokens: raw behaviour names by id, or None.
         is_noise: (N,) bool ground-truth noise labels (injected or planted), or None.
+        test_users: (n_users,) bool, True for the users of a shipped test file (the
+            ``target`` protocol tests them and never trains on them), or None.
         name: dataset name.
     """
 
@@ -71,10 +76,12 @@ class Interactions:
     behaviours: np.ndarray | None = None
     behaviour_tokens: tuple[str, ...] | None = None
     is_noise: np.ndarray | None = None
+    test_users: np.ndarray | None = None
     name: str = ""
 
     def __post_init__(self) -> None:
-        for array in (self.offsets, self.items, self.timestamps, self.behaviours, self.is_noise):
+        for array in (self.offsets, self.items, self.timestamps, self.behaviours, self.is_noise,
+                      self.test_users):
             _frozen(array)
 
     @property
@@ -116,4 +123,24 @@ class Interactions:
             "max_length": int(lengths.max()) if len(lengths) else 0,
             "density": round(self.n_interactions / max(1, self.n_users * self.n_items), 6),
             "min_item_count": int(counts.min()) if len(counts) else 0,
+            **self.behaviour_statistics(),
         }
+
+    def behaviour_statistics(self) -> dict[str, dict[str, dict[str, int]] | int]:
+        """Per behaviour (raw token): interactions, users and items with at least one; plus
+        the number of shipped test users. Empty for a log without behaviours."""
+        out: dict[str, dict[str, dict[str, int]] | int] = {}
+        if self.behaviours is not None and self.behaviour_tokens is not None:
+            n_kinds = len(self.behaviour_tokens)
+            per_user = np.zeros((self.n_users, n_kinds), dtype=bool)
+            per_user[self.row_users, self.behaviours] = True
+            per_item = np.zeros((self.n_items + 1, n_kinds), dtype=bool)
+            per_item[self.items, self.behaviours] = True
+            counts = np.bincount(self.behaviours, minlength=n_kinds)
+            out["behaviours"] = {
+                token: {"interactions": int(counts[b]), "users": int(per_user[:, b].sum()),
+                        "items": int(per_item[:, b].sum())}
+                for b, token in enumerate(self.behaviour_tokens)}
+        if self.test_users is not None:
+            out["shipped_test_users"] = int(self.test_users.sum())
+        return out

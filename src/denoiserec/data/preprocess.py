@@ -104,6 +104,10 @@ def build_interactions(
         behaviour_tokens = tuple(str(token) for token in vocabulary)
         behaviours = np.searchsorted(vocabulary, names[order]).astype(np.int64)
     counts = np.bincount(users[order], minlength=len(user_tokens))
+    test_users = None
+    if raw.test_rows is not None:
+        test_users = np.bincount(users, weights=raw.test_rows[rows],
+                                 minlength=len(user_tokens)) > 0
     return Interactions(
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         items=(items[order] + 1).astype(np.int64),
@@ -112,5 +116,6 @@ def build_interactions(
         timestamps=None if timestamps is None else timestamps[order].astype(np.float64),
         behaviours=behaviours,
         behaviour_tokens=behaviour_tokens,
+        test_users=test_users,
         name=name or raw.source,
     )

@@ -1,6 +1,6 @@
 """Models: one file each, registered by name in :mod:`denoiserec.models.registry`."""
 
-from denoiserec.models import bert4rec, gru4rec, msdccl, sasrec  # noqa: F401  (registers the models)
+from denoiserec.models import bert4rec, end4rec, fmlp, gru4rec, mgsd_wss, msdccl, sasrec  # noqa: F401  (registers the models)
 from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.models.registry import (
     MODELS,

@@ -18,21 +18,59 @@ from torch import nn
 
 from denoiserec.data.batches import Batch
 from denoiserec.errors import ConfigError
-from denoiserec.nn.losses import Objective, next_item_loss
+from denoiserec.nn.losses import Objective, bpr, cross_entropy
+from denoiserec.nn.sampled_softmax import sampled_softmax_loss
 
 
 @dataclass
 class ModelOutput:
-    """A training step's result: the loss to minimise and its named parts (for logging)."""
+    """A training step's result: the loss to minimise and its named parts (for logging).
+
+    Attributes:
+        loss: the scalar to minimise.
+        parts: named parts of it, for logging.
+        per_sample: (B,) each training sequence's share of the recommendation term, or None:
+            ``per_sample.mean()`` equals the recommendation term inside ``loss``, so a trainer
+            that weights sequences (``train.reweight``) swaps that mean for a weighted one. A
+            row with several targets (window mode, Cloze) holds the sum of its targets' losses
+            divided by the batch's mean count of targets per row (its own mean when every row
+            counts as many targets); a row left out of the term (a curriculum) holds 0.
+    """
 
     loss: torch.Tensor
     parts: dict[str, float] = field(default_factory=dict)
+    per_sample: torch.Tensor | None = None
+
+
+def row_shares(losses: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(B,) per-row shares of ``losses.mean()``: ``losses`` (n,) belong to the True cells of
+    ``real`` (B, L) in row-major order; row b gets its sum times B / n, so the shares' mean is
+    the losses' mean (see ``ModelOutput.per_sample``)."""
+    full = losses.new_zeros(real.shape).masked_scatter(real, losses)
+    return full.sum(1) * (real.shape[0] / max(losses.numel(), 1))
 
 
 def gather_last(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """(B, L, D) -> (B, D): the representation at position ``lengths - 1``."""
     index = (lengths - 1).clamp(min=0)[:, None, None].expand(-1, 1, hidden.shape[-1])
     return hidden.gather(1, index).squeeze(1)
+
+
+def target_losses(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+                  objective: Objective, negatives: torch.Tensor | None) -> torch.Tensor:
+    """(n,) the next-item loss of every real (non-zero) target, row-major; their mean is
+    ``nn.losses.next_item_loss``."""
+    if objective.kind == "ce":
+        return cross_entropy(hidden, items, targets, objective.label_smoothing, reduction="none")
+    if objective.kind == "sampled":
+        losses = sampled_softmax_loss(hidden, items, targets, objective.n_negatives,
+                                      reduction="none")
+        return losses[targets != 0]
+    if objective.kind == "bpr":
+        if negatives is None:
+            raise ValueError("BPR needs sampled negatives in the batch")
+        return bpr(hidden, items, targets, negatives, reduction="none")
+    raise ValueError(f"unknown loss '{objective.kind}'")
 
 
 class SequentialRecommender(nn.Module, ABC):
@@ -94,9 +132,12 @@ class SequentialRecommender(nn.Module, ABC):
             hidden = self.sequence_representation(batch)  # (B, D)
         else:
             hidden = self.encode(batch)  # (B, L, D): every position has a target
-        loss = next_item_loss(hidden, self.item_embeddings(), batch.targets, objective,
-                              batch.negatives)
-        return ModelOutput(loss=loss, parts={"rec": float(loss.detach())})
+        losses = target_losses(hidden, self.item_embeddings(), batch.targets, objective,
+                               batch.negatives)  # (n,) one per real target
+        loss = losses.mean()
+        per_sample = row_shares(losses, (batch.targets != 0).reshape(len(batch), -1))
+        return ModelOutput(loss=loss, parts={"rec": float(loss.detach())},
+                           per_sample=per_sample)
 
     def score_all(self, batch: Batch) -> torch.Tensor:
         """(B, n_items + 1) scores of every item as the next one (padding column included)."""

@@ -28,7 +28,12 @@ from torch import nn
 
 from denoiserec.config import check_range
 from denoiserec.data.batches import Batch
-from denoiserec.models.base import ModelOutput, SequentialRecommender, gather_last
+from denoiserec.models.base import (
+    ModelOutput,
+    SequentialRecommender,
+    gather_last,
+    row_shares,
+)
 from denoiserec.models.registry import register
 from denoiserec.nn.encoders import TransformerBackbone
 from denoiserec.nn.losses import Objective
@@ -133,9 +138,13 @@ class BERT4Rec(SequentialRecommender):
         logits = hidden[predicted] @ self.item_embeddings().T + self.output_bias  # (n, items)
         if logits.shape[0] == 0:  # nothing masked in this batch: no signal, zero loss
             loss = hidden.sum() * 0.0
+            per_sample = hidden.sum((1, 2)) * 0.0
         else:
-            loss = F.cross_entropy(logits, batch.items[predicted])
-        return ModelOutput(loss=loss, parts={"cloze": float(loss.detach())})
+            losses = F.cross_entropy(logits, batch.items[predicted], reduction="none")  # (n,)
+            loss = losses.mean()
+            per_sample = row_shares(losses, predicted)  # a row's share of the Cloze mean
+        return ModelOutput(loss=loss, parts={"cloze": float(loss.detach())},
+                           per_sample=per_sample)
 
     def _with_mask_appended(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         items, lengths = batch.items, batch.lengths

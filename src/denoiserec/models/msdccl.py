@@ -76,9 +76,10 @@ from denoiserec.nn.readout import CleanNoiseReadout
 from denoiserec.nn.schedules import (
     ANNEALING,
     CURRICULA,
-    anneal_temperature,
+    TemperatureSchedule,
     curriculum_drop_rate,
     easiest_mean,
+    kept_count,
 )
 from denoiserec.nn.short_term import CaserConvolution, last_items_window
 from denoiserec.nn.transformer import (
@@ -205,6 +206,18 @@ class MSDCCLConfig:
         return model_class(self.backbone.name).embedding_size(self.backbone)
 
 
+def curriculum_shares(losses: torch.Tensor, drop_rate: float) -> torch.Tensor:
+    """(B,) per-sample shares of ``easiest_mean(losses, drop_rate)`` (§4.5): a kept sample's
+    loss times B / k, 0 for the hardest ones left out, so that their mean is the curriculum's
+    term (``ModelOutput.per_sample``)."""
+    k = kept_count(losses.shape[0], drop_rate)
+    if k >= losses.shape[0]:
+        return losses
+    easiest = torch.topk(losses, k, largest=False, sorted=False).indices
+    kept = torch.zeros_like(losses).index_fill_(0, easiest, 1.0)
+    return losses * kept * (losses.shape[0] / k)
+
+
 @register
 class MSDCCL(SequentialRecommender):
     name = "msdccl"
@@ -240,22 +253,15 @@ class MSDCCL(SequentialRecommender):
         self.backbone = model_class(c.backbone.name).build_encoder(c.backbone, max_len)
         self.backbone.reset_parameters()  # the registered backbone's own encoder and init
         self.epoch = 0
-        self.steps_per_epoch: int | None = None
-        self.gumbel_tau = c.gumbel_temperature
-        self.contrastive_tau = c.contrastive_temperature
+        self.temperatures = TemperatureSchedule(
+            (c.gumbel_temperature, c.gumbel_temperature_floor),
+            (c.contrastive_temperature, c.contrastive_temperature_floor), c.anneal_epochs,
+            c.temperature_annealing)
 
     # -- schedules ---------------------------------------------------------------------------
     def on_batch_start(self, epoch: int, step: int) -> None:
-        c = self.config
         self.epoch = epoch
-        if epoch > 0 and self.steps_per_epoch is None:  # first batch of a later epoch
-            self.steps_per_epoch = max(1, step // epoch)
-        horizon = self.steps_per_epoch * c.anneal_epochs if self.steps_per_epoch else None
-        mode = c.temperature_annealing
-        self.gumbel_tau = anneal_temperature(c.gumbel_temperature, c.gumbel_temperature_floor,
-                                             step, horizon, mode)
-        self.contrastive_tau = anneal_temperature(
-            c.contrastive_temperature, c.contrastive_temperature_floor, step, horizon, mode)
+        self.temperatures.update(epoch, step)
 
     # -- §4.2 user-interest extractor --------------------------------------------------------
     def _with_positions(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -323,11 +329,12 @@ class MSDCCL(SequentialRecommender):
         c, mask = self.config, (batch.items > 0).to(log_probs.dtype)
         if c.gate == "ratio":
             margin = log_probs[..., 0] - log_probs[..., 1]
-            keep = ratio_keep(margin, mask, c.gate_drop_ratio, self.gumbel_tau, sample)
+            keep = ratio_keep(margin, mask, c.gate_drop_ratio, self.temperatures.gumbel, sample)
         else:
             if c.gate == "centred":  # keep/drop relative to the row's mean relevance
                 log_probs = centred_gate_logits(log_probs, mask, c.gate_bias)
-            keep = straight_through_gumbel(log_probs, self.gumbel_tau, sample)[..., 0] * mask
+            gate = straight_through_gumbel(log_probs, self.temperatures.gumbel, sample)
+            keep = gate[..., 0] * mask
         return keep_most_recent_if_empty(keep, batch.lengths)
 
     def denoising(self, batch: Batch) -> Denoising:
@@ -369,6 +376,7 @@ class MSDCCL(SequentialRecommender):
                                     c.sigmoid_extent, c.max_drop_rate)
         rec = easiest_mean(per_sample, drop)  # §4.5: the easiest (1 - d_e) of the batch
         total, parts = rec, {"rec": float(rec.detach())}
+        shares = curriculum_shares(per_sample, drop)  # (B,) mean = rec, 0 where left out
         keep = self.hard_keep(batch, soft.log_probs, sample=True)
         parts.update(liveness(Denoising(soft.log_probs, soft.weights, keep), batch.items > 0))
         if c.gate == "prior":  # pull the mean keep probability to keep_prior
@@ -384,7 +392,7 @@ class MSDCCL(SequentialRecommender):
             labels = keep if c.contrastive_gate_gradient else keep.detach()
             contrastive = cross_signal_contrastive(
                 representation, self.item_embedding(batch.items), labels, batch.items > 0,
-                self.contrastive_tau).mean()
+                self.temperatures.contrastive).mean()
             total = total + c.loss_lambda * contrastive
             parts["cl"] = float(contrastive.detach())
-        return ModelOutput(loss=total, parts=parts)
+        return ModelOutput(loss=total, parts=parts, per_sample=shares)

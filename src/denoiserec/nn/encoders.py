@@ -41,9 +41,12 @@ class TransformerBackbone(nn.Module):
         self.apply(lambda m: init_bert_weights(m, self.initializer_range))
 
     def forward(self, inputs: torch.Tensor, items: torch.Tensor,
-                query: torch.Tensor | None = None) -> torch.Tensor:
-        positions = self.position_embedding.weight[: items.shape[1]]
-        x = self.dropout(self.norm(inputs + positions[None]))  # SASRec Eq. 1: E + P
+                query: torch.Tensor | None = None, add_positions: bool = True) -> torch.Tensor:
+        """``add_positions=False``: the inputs already carry positions (a denoiser's encoded
+        sequence), the learned table is not added a second time."""
+        if add_positions:
+            inputs = inputs + self.position_embedding.weight[: items.shape[1]][None]
+        x = self.dropout(self.norm(inputs))  # SASRec Eq. 1: E + P
         return self.encoder(x, attention_mask(items, causal=self.causal), query)
 
 
@@ -66,7 +69,8 @@ class GRUBackbone(nn.Module):
             nn.init.xavier_uniform_(getattr(self.gru, f"weight_ih_l{layer}"))
 
     def forward(self, inputs: torch.Tensor, items: torch.Tensor,
-                query: torch.Tensor | None = None) -> torch.Tensor:
+                query: torch.Tensor | None = None, add_positions: bool = True) -> torch.Tensor:
+        """``add_positions`` is accepted for a common signature (a GRU has no positions)."""
         hidden = self.dense(self.gru(self.dropout(inputs))[0])  # (B, L, H); right padding
         if query is None:
             return hidden

@@ -1,7 +1,8 @@
 """Clean/noise readout: two-class log-probabilities of every item given a user interest.
 
 MSDCCL's ``AttnReadout`` (paper §4.3); a denoiser that scores items against an interest vector
-reuses it.
+reuses it (MGSD-WSS: its interest selector), and :func:`bounded_log_probs` bounds any two-class
+noise head.
 """
 
 from __future__ import annotations
@@ -41,9 +42,16 @@ class CleanNoiseReadout(nn.Module):
         key = self.key(x) * mask
         u = interest[:, None, :].expand_as(key)
         logits = self.score(torch.cat([key, u, key - u, key * u], -1)) * mask  # (B, L, 2)
-        if self.bound > 0:
-            margin = logits[..., 0] - logits[..., 1]
-            margin = self.bound * torch.tanh(margin / self.bound)
-            logits = torch.stack([margin, torch.zeros_like(margin)], -1)
         values = None if self.value is None else self.value(x) * mask
-        return F.log_softmax(logits, -1), values
+        return bounded_log_probs(logits, self.bound), values
+
+
+def bounded_log_probs(logits: torch.Tensor, bound: float) -> torch.Tensor:
+    """(..., 2) clean/noise log-probabilities from (..., 2) logits, the clean-minus-noise
+    margin squashed to ``bound * tanh(m / bound)`` first when ``bound`` > 0 (then neither
+    log-probability can saturate to exactly 0 in float32)."""
+    if bound > 0:
+        margin = logits[..., 0] - logits[..., 1]
+        margin = bound * torch.tanh(margin / bound)
+        logits = torch.stack([margin, torch.zeros_like(margin)], -1)
+    return F.log_softmax(logits, -1)

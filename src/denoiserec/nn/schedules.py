@@ -76,3 +76,28 @@ def anneal_temperature(start: float, floor: float, step: int, steps_to_floor: fl
         return start
     progress = min(1.0, step / steps_to_floor)
     return max(floor, start * (floor / start) ** progress)
+
+
+class TemperatureSchedule:
+    """The Gumbel and contrastive temperatures of a denoiser, annealed per training batch.
+
+    ``exponential`` reaches the floors after ``anneal_epochs`` epochs; the batches per epoch are
+    inferred at the first batch of a later epoch (the start values hold in epoch 0), so the
+    schedule needs no knowledge of the data and resumes exactly (it is a function of
+    ``epoch`` and ``step``).
+    """
+
+    def __init__(self, gumbel: tuple[float, float], contrastive: tuple[float, float],
+                 anneal_epochs: float, mode: str) -> None:
+        self.gumbel_range, self.contrastive_range = gumbel, contrastive
+        self.anneal_epochs, self.mode = anneal_epochs, mode
+        self.steps_per_epoch: int | None = None
+        self.gumbel, self.contrastive = gumbel[0], contrastive[0]
+
+    def update(self, epoch: int, step: int) -> None:
+        """Set ``gumbel`` and ``contrastive`` for batch ``step`` (global, from 0) of ``epoch``."""
+        if epoch > 0 and self.steps_per_epoch is None:
+            self.steps_per_epoch = max(1, step // epoch)
+        horizon = self.steps_per_epoch * self.anneal_epochs if self.steps_per_epoch else None
+        self.gumbel = anneal_temperature(*self.gumbel_range, step, horizon, self.mode)
+        self.contrastive = anneal_temperature(*self.contrastive_range, step, horizon, self.mode)

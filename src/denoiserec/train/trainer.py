@@ -33,8 +33,10 @@ from denoiserec.metrics import DEFAULT_KS, METRIC_NAMES
 from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.nn.losses import LOSSES, Objective, uniform_negatives
 from denoiserec.protocols import Split
+from denoiserec.train.atjt import ATJTConfig, check_reweight, make_reweighter
 from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
 from denoiserec.train.evaluate import Evaluation, evaluate
+from denoiserec.train.stages import apply_stage
 
 CHECKPOINTS = ("best", "last")  # the run directory's weights: best valid epoch, final epoch
 INSTANCES = ("prefix", "window")
@@ -98,6 +100,10 @@ class TrainConfig:
     """CPU threads for torch; 0 = torch's default."""
     progress: bool = True
     """Show a progress bar."""
+    reweight: str = "none"
+    """Per-sample weights of the recommendation term: ``none`` | ``atjt`` (train/atjt.py)."""
+    atjt: ATJTConfig = field(default_factory=ATJTConfig)
+    """ATJT's settings (``train.reweight=atjt`` only)."""
 
     def __post_init__(self) -> None:
         check_choice("train.instances", self.instances, INSTANCES)
@@ -118,6 +124,7 @@ class TrainConfig:
                               "train.instances=window")
         if self.label_smoothing and self.loss != "ce":
             raise ConfigError("train.label_smoothing needs train.loss=ce")
+        check_reweight(self.reweight, self.atjt)
 
 
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
@@ -201,6 +208,8 @@ class Trainer:
         self.batcher = Batcher(split.log, max_len, self.device)
         self.eval_batcher = (self.batcher if split.eval_log is None
                              else Batcher(split.eval_log, max_len, self.device))
+        self.reweighter = make_reweighter(train.reweight, train.atjt, split, self.batcher,
+                                          train.batch_size, train.seed, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr,
                                           weight_decay=train.weight_decay)
         warmup = max(train.warmup_steps, 0)
@@ -253,6 +262,7 @@ class Trainer:
         """One epoch (or its first ``max_batches`` batches): mean loss and mean loss parts;
         ``on_batch(step, output)`` after every optimiser step (diagnostics)."""
         self.model.train()
+        apply_stage(self.model, epoch, self.optimizer, self.scheduler)  # staged models only
         if self.train_config.window_offsets:
             self.instances = self._instances(epoch)
         order = self._order(epoch)
@@ -264,7 +274,8 @@ class Trainer:
         for step, start in enumerate(bar):
             self.model.on_batch_start(epoch, epoch * len(starts) + step)
             batch = self._batch(order[start:start + size])
-            output = self.model.loss(batch, self.objective)
+            output = self.reweighter.reweight(  # per-sample weights (train.reweight)
+                batch, self.model.loss(batch, self.objective), epoch, step)
             loss_value = float(output.loss.detach())
             if not math.isfinite(loss_value):
                 raise TrainingError(f"loss became {loss_value} at epoch {epoch}, batch {step}; "
@@ -277,6 +288,7 @@ class Trainer:
                 raise TrainingError(f"gradient became {norm} at epoch {epoch}, batch {step} "
                                     "(finite loss); lower train.lr or set train.clip_grad_norm")
             self.optimizer.step()
+            self.reweighter.step()  # the weighting's own parameters, if any
             self.scheduler.step()
             if on_batch is not None:
                 on_batch(step, output)
@@ -304,7 +316,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "epoch": self.state.epoch, "best_epoch": self.state.best_epoch,
             "best_value": self.state.best_value, "history": self.state.history,
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state(), "reweight": self.reweighter.state_dict(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         })
 
@@ -317,6 +329,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.reweighter.load_state_dict(state.get("reweight", {}))
         self.state = TrainState(epoch=state["epoch"], best_epoch=state["best_epoch"],
                                 best_value=state["best_value"], history=state["history"])
         torch.set_rng_state(state["torch_rng"])

@@ -1,0 +1,411 @@
+"""MGSD-WSS: Multi-Granularity Sequence Denoising with a Weakly Supervised Signal.
+
+Li, Yang, Zhu, arXiv:2510.10564; reference code GitHub ``lalunex/MGSD-WSS`` (RecBole 1.0.1),
+specified in ``docs/specs/mgsd-wss.md`` ("spec"). Our copy of the paper is its abstract: the
+comments cite the paper's module names and the spec's sections.
+
+Paper order: the **Multiple Gaussian Kernel Perceptron** maps the sequence (and, in training,
+an enhanced copy with inserted items) into one space, and a causal encoder gives G (spec
+§2.2); a **noise head** on G gives each item's clean probability, trained on the enhanced copy
+against its known labels (**weak supervision**, §3); **item granularity**: a Gumbel keep mask
+on the head's log-probabilities, the kept items compacted and encoded, with a noise-weighted
+contrastive loss (§2.7, §4.3); **interest granularity**: K prototypes, a per-sequence
+interest distribution and a selector, with a noise-weighted contrastive loss (§2.4-2.5, §2.8,
+§4.4); the next item is scored by ``u = r_seq + r_item + r_int`` (§2.9), r_seq the registered
+backbone's encoder over G. ``L = L_ce + gamma L_ws + zeta L_item + eta L_int`` (§4.5).
+Deviations, as "reference does X (spec §N) -> we do Y, because Z":
+
+* Kernels summed into one near-constant gain, then replaced by an MLP (§2.2, §7.3) -> the
+  k-dimensional kernel response kept and mapped (``nn.kernels``); ``perceptron=mlp`` is the
+  released MLP (the ablation without kernels).
+* **Target leakage** (§2.5, §7.1): the kernels and the interest selector see the true next item
+  in training, the last item at evaluation -> the kernels' anchor is the most recent input item
+  (a pseudo-target, the same in training and evaluation), and the selector is conditioned on
+  r_seq, the backbone's prediction of the target (a predicted target). The true target enters
+  only the CE and, as an id never inserted, the weak supervision: ``loss()`` scores a
+  representation blind to it (the denoiser contract test checks it).
+* Gumbel on probabilities (§2.3, §7.4) -> on log-probabilities; the item gate's level pinned
+  (``gate=ratio``: each row's ``gate_drop_ratio`` least clean items dropped, as MSDCCL's fix,
+  RESULTS.md §6.1), the selector's too (``interest_drop_ratio``); both deterministic at
+  evaluation (§2.9, §7.2: the published masks are sampled at test time). The keep values
+  multiply the compacted rows (exactly 1 forward), so the item encoder's loss reaches the gate
+  (§7.5).
+* Weak supervision (§3, §7.7-7.8): ids drawn over the whole catalogue, padding labelled noise,
+  MSE on probabilities divided by the noisy length, the noisy row kept at n + T_n -> the noise
+  lab's insertion (``noise.online.insert_items``: never the row's items or its target), the
+  noisy row truncated to the clean row's length (its most recent n), padding unlabelled, BCE on
+  the (bounded) logit averaged over every real item of the batch. ``ws_weight=0`` skips it.
+* The item loss's weights are the noise head's clean probabilities, detached: L_item falls
+  as *any* weight rises (a positive's in its numerator, a negative's 1 - w in the
+  denominator), so its gradient pushed every clean probability to 1 and overrode the weak
+  supervision (measured on the contract's synthetic log: the head's BCE rose from 0.59 to 0.82,
+  worse than chance). The keep mask still passes L_item's gradient straight through.
+* Interest loss weights negatives by w like positives (§4.4, §7.6) -> by 1 - w, like the item
+  loss (``interest_negative_weights=same``: the published rule).
+* Prototypes N(0, 1), ~50x the item embeddings (§2.0, §7.11) -> N(0, initializer_range), the
+  item table's scale. One positional encoding (§7.10): G carries MGSD's positions, the backbone
+  does not add its own again. FFN width a setting (``inner_size``; reference 2048, ~75 % of
+  the MACs, §9). Temperatures annealed per batch to their floors after ``anneal_epochs``
+  (compounding every 40 batches, §5); the LR schedule is the trainer's. Every step vectorised
+  (insertion, compaction: §7.16); no NaN checks or host syncs in the forward (§7.17).
+* Dropout: 0.1 everywhere in MGSD's own modules (reference); the BERT4Rec backbone 0.2, the
+  BERT4Rec baseline's (reference 0.5; RESULTS.md §6: 0.5 cost MSDCCL quality).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denoiserec.config import check_choice, check_range
+from denoiserec.data.batches import Batch
+from denoiserec.errors import ConfigError
+from denoiserec.models.base import ModelOutput, SequentialRecommender, gather_last
+from denoiserec.models.bert4rec import BERT4RecConfig
+from denoiserec.models.denoiser import Denoising, liveness, weight_entropy
+from denoiserec.models.registry import model_class, model_config_class, register
+from denoiserec.nn.contrastive import noise_weighted_contrastive
+from denoiserec.nn.gumbel import (
+    compact_kept,
+    keep_most_recent_if_empty,
+    ratio_keep,
+    straight_through_gumbel,
+)
+from denoiserec.nn.kernels import GaussianKernelPerceptron, PerceptronMLP
+from denoiserec.nn.losses import Objective, bpr, cross_entropy
+from denoiserec.nn.readout import CleanNoiseReadout, bounded_log_probs
+from denoiserec.nn.schedules import ANNEALING, TemperatureSchedule
+from denoiserec.nn.transformer import TransformerEncoder, attention_mask, init_bert_weights
+from denoiserec.noise.online import insert_items
+
+BACKBONES = ("bert4rec", "sasrec", "gru4rec")
+PERCEPTRONS = ("kernels", "mlp")
+GATES = ("ratio", "sampled")
+INTEREST_NEGATIVES = ("complement", "same")
+
+
+@dataclass(frozen=True)
+class MGSDWSSConfig:
+    """MGSD-WSS hyper-parameters (defaults: the reference's, spec §6.1, unless stated)."""
+
+    name: str = "mgsd-wss"
+    backbone: Any = field(default_factory=lambda: BERT4RecConfig(
+        hidden_size=100, inner_size=100, hidden_dropout=0.2, attn_dropout=0.2),
+        metadata={"config_class": model_config_class})
+    """The recommender over G (reference: BERT4Rec, H = 100, inner = H, dropout 0.5; here 0.2,
+    the BERT4Rec baseline's). Its width is MGSD-WSS's H."""
+    perceptron: str = "kernels"
+    """kernels (the paper's MGP, k-dimensional response mapped) | mlp (released code)."""
+    n_kernels: int = 10
+    """k: one exact-match kernel + k - 1 bin kernels."""
+    n_layers: int = 2
+    """Blocks (n_heads: heads, inner_size: FFN width) of MGSD's own encoders (MGP, item)."""
+    n_heads: int = 2
+    inner_size: int = 256
+    """Reference 2048 (~75 % of the training MACs, spec §9)."""
+    dropout: float = 0.1
+    """``our_ae_drop_out``: every dropout of MGSD's own modules, attention included."""
+    n_interests: int = 5
+    """K interest prototypes."""
+    n_inserted: int = 5
+    """T_n: items inserted into each training row for the weak supervision."""
+    gate: str = "ratio"
+    """Item keep mask: ratio (drop each row's gate_drop_ratio least clean, straight-through)
+    | sampled (Gumbel on the log-probabilities: the paper's, level not pinned)."""
+    gate_drop_ratio: float = 0.2
+    interest_drop_ratio: float = 0.6
+    """Share of the K prototypes the selector leaves out (0.6: 2 of 5 kept)."""
+    margin_bound: float = 3.0
+    """Clean-minus-noise logits squashed to bound * tanh(m / bound) (0 = unbounded)."""
+    gumbel_temperature: float = 0.5
+    gumbel_temperature_floor: float = 0.1
+    contrastive_temperature: float = 0.5
+    contrastive_temperature_floor: float = 0.1
+    temperature_annealing: str = "exponential"
+    anneal_epochs: float = 30.0
+    ws_weight: float = 1.0
+    """gamma (reference 10 on an MSE of probabilities; the BCE's logit gradient is larger)."""
+    item_weight: float = 7.0
+    """zeta: weight of the item-level contrastive loss."""
+    interest_weight: float = 1.0
+    """eta: weight of the interest-level contrastive loss."""
+    use_item_level: bool = True
+    """Ablation: False drops r_item and L_item (use_interest_level: r_int and L_int)."""
+    use_interest_level: bool = True
+    interest_negative_weights: str = "complement"
+    """Negatives of L_int weighted by 1 - w (paper) | same: by w (released code)."""
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    """Std of the item table and the prototypes (N(0, std))."""
+
+    def __post_init__(self) -> None:
+        check_choice("model.backbone.name", self.backbone.name, BACKBONES)
+        check_choice("model.perceptron", self.perceptron, PERCEPTRONS)
+        check_choice("model.gate", self.gate, GATES)
+        check_choice("model.temperature_annealing", self.temperature_annealing, ANNEALING)
+        check_choice("model.interest_negative_weights", self.interest_negative_weights,
+                     INTEREST_NEGATIVES)
+        check_range("model.n_kernels", self.n_kernels, 2)
+        for key in ("n_layers", "n_heads", "inner_size", "n_interests", "n_inserted"):
+            check_range(f"model.{key}", getattr(self, key), 1)
+        check_range("model.dropout", self.dropout, 0, 1, high_open=True)
+        for key in ("gate_drop_ratio", "interest_drop_ratio"):
+            check_range(f"model.{key}", getattr(self, key), 0, 1, high_open=True)
+        for key in ("margin_bound", "ws_weight", "item_weight", "interest_weight"):
+            check_range(f"model.{key}", getattr(self, key), 0)
+        for key in ("gumbel_temperature", "gumbel_temperature_floor", "contrastive_temperature",
+                    "contrastive_temperature_floor", "anneal_epochs", "initializer_range",
+                    "layer_norm_eps"):
+            check_range(f"model.{key}", getattr(self, key), 0, low_open=True)
+        if self.width % self.n_heads:
+            raise ConfigError(f"the backbone's width ({self.width}) must be a multiple of "
+                              f"model.n_heads ({self.n_heads})")
+
+    @property
+    def width(self) -> int:
+        """H: the backbone's embedding width, shared by every part of MGSD-WSS."""
+        return model_class(self.backbone.name).embedding_size(self.backbone)
+
+
+@dataclass(frozen=True)
+class Granularities:
+    """One forward pass over a batch's clean rows (training gates sampled).
+
+    Attributes:
+        encoded: (B, L, H) G, the MGP encoder's output (0 on padding).
+        log_probs: (B, L, 2) clean/noise log-probabilities from the noise head.
+        keep: (B, L) item keep mask (0/1, straight-through).
+        interests: (B, K) w, each row's interest distribution (sums to 1).
+        selected: (B, K) h, the selected prototypes (0/1, straight-through).
+        sequence: (B, H) r_seq; item: (B, H) r_item or None; interest: (B, H) r_int or None.
+    """
+
+    encoded: torch.Tensor
+    log_probs: torch.Tensor
+    keep: torch.Tensor
+    interests: torch.Tensor
+    selected: torch.Tensor
+    sequence: torch.Tensor
+    item: torch.Tensor | None
+    interest: torch.Tensor | None
+
+    @property
+    def user(self) -> torch.Tensor:
+        """(B, H) u = r_seq + r_item + r_int (§2.9)."""
+        parts = [p for p in (self.sequence, self.item, self.interest) if p is not None]
+        return torch.stack(parts).sum(0)
+
+
+@register
+class MGSDWSS(SequentialRecommender):
+    name = "mgsd-wss"
+    config_class = MGSDWSSConfig
+    causal = False
+    window_training = ""
+    window_refusal = ("MGSD-WSS compacts, selects interests and predicts once per sequence at "
+                      "its last item; use train.instances=prefix")
+
+    def __init__(self, config: MGSDWSSConfig, n_items: int, max_len: int) -> None:
+        super().__init__(config, n_items, max_len)
+        H, c = config.width, config
+        self.item_embedding = nn.Embedding(n_items + 1, H, padding_idx=0)
+        self.dropout = nn.Dropout(c.dropout)
+        self.perceptron = (GaussianKernelPerceptron(H, c.n_kernels) if c.perceptron == "kernels"
+                           else PerceptronMLP(H))
+        def own_encoder() -> TransformerEncoder:  # the MGP and item-granularity encoders
+            return TransformerEncoder(c.n_layers, H, c.n_heads, c.inner_size, c.dropout,
+                                      c.dropout, "relu", c.layer_norm_eps)
+        self.sequence_encoder = own_encoder()
+        self.noise_head = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(H, H), nn.ReLU(),
+                                        nn.Linear(H, 2, bias=False))
+        self.item_encoder = own_encoder() if c.use_item_level else None
+        self.interest_map = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(H, H), nn.ReLU())
+        self.prototypes = nn.Parameter(torch.empty(c.n_interests, H))  # U
+        self.selector = CleanNoiseReadout(H, c.dropout, c.margin_bound, values=False)
+        self.apply(lambda m: init_bert_weights(m, c.initializer_range))
+        nn.init.normal_(self.prototypes, std=c.initializer_range)  # the item table's scale
+        self.backbone = model_class(c.backbone.name).build_encoder(c.backbone, max_len)
+        self.backbone.reset_parameters()
+        # one positional table: the backbone's own when it has one (it then reads G, which
+        # already carries positions, without adding them again), else MGSD's
+        self.own_positions = (None if hasattr(self.backbone, "position_embedding")
+                              else nn.Embedding(max_len, H))
+        if self.own_positions is not None:
+            init_bert_weights(self.own_positions, c.initializer_range)
+        self.temperatures = TemperatureSchedule(
+            (c.gumbel_temperature, c.gumbel_temperature_floor),
+            (c.contrastive_temperature, c.contrastive_temperature_floor), c.anneal_epochs,
+            c.temperature_annealing)
+
+    def on_batch_start(self, epoch: int, step: int) -> None:
+        self.temperatures.update(epoch, step)
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.item_embedding.weight
+
+    def positions(self, width: int) -> torch.Tensor:
+        """(1, width, H) the one positional table's first rows."""
+        table = (self.backbone.position_embedding if self.own_positions is None
+                 else self.own_positions)
+        return table.weight[:width][None]
+
+    # -- Multiple Gaussian Kernel Perceptron + encoder (spec §2.2) ---------------------------
+    def encode_sequence(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, L, H) G: the perceptron's output plus positions through the causal encoder."""
+        mask = (items > 0)[..., None].float()
+        embeddings = self.dropout(self.item_embedding(items))
+        anchor = gather_last(self.item_embedding(items), lengths)  # pseudo-target: last item
+        x = self.perceptron(embeddings, anchor, mask)
+        x = self.dropout(x + self.positions(items.shape[1])) * mask
+        return self.sequence_encoder(x, attention_mask(items, causal=True)) * mask
+
+    def noise_log_probs(self, encoded: torch.Tensor) -> torch.Tensor:
+        """(B, L, 2) clean/noise log-probabilities of every item (§2.3, bounded)."""
+        return bounded_log_probs(self.noise_head(encoded), self.config.margin_bound)
+
+    # -- item granularity (§2.3, §2.7) --------------------------------------------------------
+    def item_keep(self, log_probs: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor,
+                  sample: bool) -> torch.Tensor:
+        """(B, L) 0/1 keep mask with a straight-through gradient; a row that would keep
+        nothing keeps its most recent item."""
+        c, mask = self.config, (items > 0).to(log_probs.dtype)
+        tau = self.temperatures.gumbel
+        if c.gate == "ratio":
+            margin = log_probs[..., 0] - log_probs[..., 1]
+            keep = ratio_keep(margin, mask, c.gate_drop_ratio, tau, sample)
+        else:
+            keep = straight_through_gumbel(log_probs, tau, sample)[..., 0] * mask
+        return keep_most_recent_if_empty(keep, lengths)
+
+    def item_representation(self, encoded: torch.Tensor, items: torch.Tensor,
+                            keep: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """(B, H) r_item: kept rows of G, weighted by their clean probability, compacted,
+        re-positioned and encoded causally, read at the last kept item."""
+        compacted, lengths, order = compact_kept(items, keep)
+        valid = (compacted > 0)[..., None].float()
+        gathered = order[..., None].expand_as(encoded)
+        weights = (keep * clean).gather(1, order)[..., None]  # keep: exactly 1 forward
+        x = encoded.gather(1, gathered) * weights
+        x = self.dropout(x + self.positions(items.shape[1])) * valid
+        return self.item_encoder(x, attention_mask(compacted, causal=True), query=lengths - 1)
+
+    # -- interest granularity (§2.4, §2.5, §2.8) ----------------------------------------------
+    def interest_distribution(self, encoded: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(B, K) w: the mean over the real items of softmax_K(relu(W G_i + b) U^T)."""
+        mask = (items > 0)[..., None].float()
+        affinity = (self.interest_map(encoded) @ self.prototypes.T).softmax(-1) * mask
+        return affinity.sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def select_interests(self, predicted: torch.Tensor, sample: bool) -> torch.Tensor:
+        """(B, K) h: the prototypes the selector keeps for the predicted target (r_seq)."""
+        B, (K, H) = predicted.shape[0], self.prototypes.shape
+        candidates = self.prototypes[None].expand(B, K, H)
+        ones = predicted.new_ones(B, K, 1)
+        log_probs, _ = self.selector(candidates, predicted, ones)
+        margin = log_probs[..., 0] - log_probs[..., 1]
+        return ratio_keep(margin, ones[..., 0], self.config.interest_drop_ratio,
+                          self.temperatures.gumbel, sample)
+
+    # -- prediction (§2.9) --------------------------------------------------------------------
+    def granularities(self, batch: Batch, sample: bool | None = None) -> Granularities:
+        c = self.config
+        sample = self.training if sample is None else sample
+        items, lengths = batch.items, batch.lengths
+        encoded = self.encode_sequence(items, lengths)
+        log_probs = self.noise_log_probs(encoded)
+        keep = self.item_keep(log_probs, items, lengths, sample)
+        sequence = self.backbone(encoded, items, lengths - 1, add_positions=False)  # r_seq
+        item = interest = None
+        if c.use_item_level:
+            item = self.item_representation(encoded, items, keep, log_probs[..., 0].exp())
+        interests = self.interest_distribution(encoded, items)
+        selected = self.select_interests(sequence, sample)
+        if c.use_interest_level:
+            interest = (selected * interests) @ self.prototypes  # sum_k h_k w_k U_k
+        return Granularities(encoded, log_probs, keep, interests, selected, sequence, item,
+                             interest)
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        """(B, L, H) the backbone over G at every position (r_seq's sequence)."""
+        encoded = self.encode_sequence(batch.items, batch.lengths)
+        return self.backbone(encoded, batch.items, add_positions=False)
+
+    def sequence_representation(self, batch: Batch) -> torch.Tensor:
+        return self.granularities(batch).user
+
+    def denoising(self, batch: Batch) -> Denoising:
+        """The item level's judgement: clean probabilities as weights, the keep mask."""
+        parts = self.granularities(batch)
+        weights = parts.log_probs[..., 0].exp() * (batch.items > 0)
+        return Denoising(log_probs=parts.log_probs, weights=weights, keep=parts.keep)
+
+    def noise_scores(self, batch: Batch) -> torch.Tensor:
+        """(B, L) the noise head's noise probability, 0 on padding."""
+        encoded = self.encode_sequence(batch.items, batch.lengths)
+        return self.noise_log_probs(encoded)[..., 1].exp() * (batch.items > 0)
+
+    # -- training objective (§3, §4) ----------------------------------------------------------
+    def weak_supervision(self, batch: Batch) -> torch.Tensor:
+        """BCE of the noise head on the enhanced rows against the inserted items' labels."""
+        noisy = insert_items(batch.items, batch.lengths, self.config.n_inserted, self.n_items,
+                             exclude=batch.targets)
+        log_probs = self.noise_log_probs(self.encode_sequence(noisy.items, noisy.lengths))
+        real = noisy.items > 0
+        margin = (log_probs[..., 0] - log_probs[..., 1])[real]
+        return F.binary_cross_entropy_with_logits(margin, (~noisy.is_noise[real]).float())
+
+    def contrastive_losses(self, parts: Granularities, batch: Batch) -> dict[str, torch.Tensor]:
+        """The item- and interest-level noise-weighted contrastive losses (batch means)."""
+        c, tau, user = self.config, self.temperatures.contrastive, parts.user
+        losses = {}
+        if c.use_item_level:
+            clean = parts.log_probs[..., 0].exp().detach()  # the head's judgement, see above
+            losses["item_cl"] = noise_weighted_contrastive(
+                user, self.item_embedding(batch.items), parts.keep, batch.items > 0, tau,
+                clean, 1.0 - clean).mean()
+        if c.use_interest_level:
+            w = parts.interests
+            negative = 1.0 - w if c.interest_negative_weights == "complement" else w
+            candidates = self.prototypes[None].expand(len(batch), *self.prototypes.shape)
+            losses["interest_cl"] = noise_weighted_contrastive(
+                user, candidates, parts.selected, torch.ones_like(w), tau, w, negative).mean()
+        return losses
+
+    def recommendation_loss(self, user: torch.Tensor, batch: Batch,
+                            objective: Objective) -> torch.Tensor:
+        """(B,) next-item loss of every row: CE (the paper's) or BPR with the batch's
+        negatives."""
+        items = self.item_embeddings()
+        if objective.kind == "ce":
+            return cross_entropy(user, items, batch.targets, objective.label_smoothing,
+                                 reduction="none")
+        if objective.kind == "bpr" and batch.negatives is not None:
+            return bpr(user, items, batch.targets, batch.negatives, reduction="none")
+        raise ValueError("MGSD-WSS trains with train.loss=ce (the paper's) or bpr")
+
+    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
+        if batch.targets.dim() != 1:
+            raise ValueError("MGSD-WSS trains on prefix instances only (train.instances=prefix)")
+        c = self.config
+        parts = self.granularities(batch, sample=True)
+        per_sample = self.recommendation_loss(parts.user, batch, objective)
+        rec = per_sample.mean()
+        total, logged = rec, {"rec": float(rec.detach())}
+        weights = parts.log_probs[..., 0].exp() * (batch.items > 0)
+        logged.update(liveness(Denoising(parts.log_probs, weights, parts.keep), batch.items > 0))
+        logged["interests_kept"] = float(parts.selected.detach().mean())
+        logged["interest_entropy"] = float(weight_entropy(
+            parts.interests.detach(), torch.ones_like(parts.interests)).mean())
+        scaled = {"item_cl": c.item_weight, "interest_cl": c.interest_weight}
+        for name, value in self.contrastive_losses(parts, batch).items():
+            total = total + scaled[name] * value
+            logged[name] = float(value.detach())
+        if c.ws_weight > 0:  # after the scored representation: its random draws come last
+            ws = self.weak_supervision(batch)
+            total = total + c.ws_weight * ws
+            logged["ws"] = float(ws.detach())
+        return ModelOutput(loss=total, parts=logged)

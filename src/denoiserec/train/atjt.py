@@ -1,0 +1,402 @@
+"""ATJT: per-sample weights of any recommender from a noise-recognition model trained jointly.
+
+Liu et al., "Enhancing Recommendation with Denoising Auxiliary Task", JCST 2024; reference code
+GitHub ``psliu11/ATJT``; specified in ``docs/specs/atjt.md`` ("spec"). ATJT is a way to train,
+not a model: with ``train.reweight=atjt`` the one trainer hands every batch's
+``ModelOutput.per_sample`` to :class:`AtjtReweighting`, which replaces the recommendation term
+(their mean) by ``L_R = sum_i w_i l_i / sum_i w_i`` and adds ``alpha * L_D``:
+
+* **noise model** g (§3.1, :class:`AtjtNoiseModel`): attention MLP over the history against the
+  target, SUM pooling of raw scores, output MLP over [user; pooled; target], sigmoid;
+  w = g(x) = P(original) (§3.3);
+* **artificial noise** (§3.2): a share of every noise batch gets ``replaced`` history items
+  replaced by foreign items (:func:`corrupt`), label 1 = original, 0 = replaced;
+* **groups** (§1.5, §4.5): users are split into N groups; group n's sequences are weighted by
+  its own noise model g_n (the original for n = 0, fresh duplicates for the others: the "role
+  swap"), and g_n's L_D is computed on noise batches of the *other* N - 1 groups only, so no
+  model weights a sequence it was trained to call clean. Recommender batch i is paired with
+  batch i of each other group's own shuffled order (wrapping), L_D averaged over the N - 1;
+* **joint loss** (§4.1-4.2): ``w`` is not detached, so L_R's gradient reaches g:
+  dL_R/dw_i = (l_i - L_R) / sum w, which lowers the weight of above-mean losses.
+
+Ablations (§4.4, ``train.atjt.variant``): ``atjt`` (joint); ``wat`` (no L_D; L_R - 0.04 mean w^2,
+the code's ``l2_model_cross_entropy``); ``dnr`` (w detached: g learns from L_D only).
+
+Where we depart from the reference code, and why:
+
+* Noise positions: one offset per batch counted from the end (so on 5-core data only the 4
+  most recent slots were ever replaced, §3.2, §7.19) -> every real position is eligible, drawn
+  per row (``noise.online.replace_items``); replacement items are foreign to the row and never
+  its target; seeded by (seed, epoch, step, group).
+* The N = 2 phases run sequentially in the code (4 epochs on half B, then 4 on A, §1.5) and
+  pairs rely on index arithmetic (§7.21) -> all N groups train in every epoch of the one loop
+  (each with its own noise model: the roles are swapped at once), pairs are built explicitly.
+* DNR's pre-training length is unknown (§4.4) -> ``warmup_epochs``: epochs in which the
+  recommender trains unweighted while the noise models learn L_D (any variant).
+* No categories or side features in our logs: a position is its item embedding, 16 wide
+  (the code's item 8 + category 8), so the dense size is the code's 29,123 (§3.1).
+* Adagrad lr 0.023 for g1, 0.025 for g2 -> one ``lr``; BCE on logits, not clamped outputs.
+* The query item of a row: its target (prefix instances), its last target (window mode), none
+  (padding, a zero vector) for Cloze windows, which have no target. Noise batches are always
+  prefix instances (history + target).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denoiserec.config import check_choice, check_range
+from denoiserec.data.batches import Batch, Batcher
+from denoiserec.errors import ConfigError, TrainingError
+from denoiserec.models.base import ModelOutput
+from denoiserec.noise.online import replace_items
+from denoiserec.protocols import Split
+
+REWEIGHTS = ("none", "atjt")
+VARIANTS = ("atjt", "wat", "dnr")
+
+
+@dataclass(frozen=True)
+class ATJTConfig:
+    """ATJT's settings (``train.atjt.*``; used with ``train.reweight=atjt``; spec §4.3)."""
+
+    variant: str = "atjt"
+    """``atjt`` (joint: L_R + alpha L_D, w not detached) | ``wat`` (no auxiliary task:
+    L_R - wat_l2 mean w^2) | ``dnr`` (w detached: g learns from L_D only) (spec §4.4)."""
+    groups: int = 2
+    """N: user groups, one noise model each (spec §1.5: 2)."""
+    alpha: float = 100.0
+    """alpha: weight of L_D (the code's hard-coded 100; not in the paper)."""
+    noise_share: float = 0.5
+    """Share of each noise batch whose rows get items replaced (code: 1/k = 0.5, Fig. 4)."""
+    replaced: int = 1
+    """Items replaced per corrupted row (Table 3: 1 best)."""
+    lr: float = 0.023
+    """Adagrad learning rate of the noise models (code: 0.023 for g1, 0.025 for g2)."""
+    weight_decay: float = 5e-4
+    """Adagrad weight decay of the noise models (code: 5e-4)."""
+    wat_l2: float = 0.04
+    """``wat`` only: weight of the -mean(w^2) term that keeps weights from collapsing."""
+    warmup_epochs: int = 0
+    """Epochs in which the recommender trains unweighted while g learns L_D (0 = code)."""
+    item_embedding_size: int = 16
+    """Width of a position's embedding (code: item 8 + category 8)."""
+    user_embedding_size: int = 8
+    """Width of the user embedding."""
+    attention_size: int = 32
+    """Hidden width of the attention MLP (4 d -> this -> 1)."""
+    hidden_sizes: tuple[int, ...] = (256, 64)
+    """Hidden widths of the output MLP ((user + 2 d) -> ... -> 1)."""
+    dropout: float = 0.5
+    """Dropout after the attention MLP's first layer (the only one in the code)."""
+
+    def __post_init__(self) -> None:
+        check_choice("train.atjt.variant", self.variant, VARIANTS)
+        check_range("train.atjt.groups", self.groups, 2)
+        check_range("train.atjt.alpha", self.alpha, 0)
+        check_range("train.atjt.noise_share", self.noise_share, 0, 1, low_open=True,
+                    high_open=True)
+        check_range("train.atjt.lr", self.lr, 0, low_open=True)
+        for key in ("weight_decay", "wat_l2", "warmup_epochs"):
+            check_range(f"train.atjt.{key}", getattr(self, key), 0)
+        for key in ("replaced", "item_embedding_size", "user_embedding_size", "attention_size"):
+            check_range(f"train.atjt.{key}", getattr(self, key), 1)
+        check_range("train.atjt.dropout", self.dropout, 0, 1, high_open=True)
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ConfigError("train.atjt.hidden_sizes must be a non-empty list of positive "
+                              f"widths; got {list(self.hidden_sizes)}")
+
+
+def check_reweight(reweight: str, atjt: ATJTConfig) -> None:
+    """``train.reweight`` is known, and ``train.atjt.*`` is only set when it is ``atjt``."""
+    check_choice("train.reweight", reweight, REWEIGHTS)
+    if reweight != "atjt" and atjt != ATJTConfig():
+        raise ConfigError("train.atjt.* settings need train.reweight=atjt")
+
+
+# -- §3.1 the noise-recognition model ---------------------------------------------------------
+class AtjtNoiseModel(nn.Module):
+    """g(x; Theta_D): P(original) of a sequence (history, query item, user) (spec §3.1).
+
+    a_n = W2 PReLU(Dropout(W1 [e_n; e_T; e_n - e_T; e_n * e_T])) per history position,
+    h = sum_n m_n a_n e_n (SUM pooling of raw, unnormalised scores, as the code; the paper
+    normalises), w = sigmoid(MLP([e_u; h; e_T])); one scalar PReLU shared by every activation.
+    """
+
+    def __init__(self, config: ATJTConfig, n_items: int, n_users: int) -> None:
+        super().__init__()
+        d, du = config.item_embedding_size, config.user_embedding_size
+        self.item_embedding = nn.Embedding(n_items + 1, d, padding_idx=0)
+        self.user_embedding = nn.Embedding(max(n_users, 1), du)
+        self.attention_in = nn.Linear(4 * d, config.attention_size)
+        self.attention_dropout = nn.Dropout(config.dropout)
+        self.attention_out = nn.Linear(config.attention_size, 1)
+        sizes = (du + 2 * d, *config.hidden_sizes, 1)
+        self.output_layers = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.prelu = nn.PReLU()  # one slope for every activation (spec §3.1, §7.4)
+        for module in self.modules():  # xavier on weights, default biases (spec §3.1)
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.xavier_uniform_(module.weight)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()  # padding: a zero query when there is none
+
+    def forward(self, items: torch.Tensor, lengths: torch.Tensor, query: torch.Tensor,
+                users: torch.Tensor) -> torch.Tensor:
+        """(B,) logits of P(original) for (B, L) right-padded ``items``, (B,) ``query``."""
+        history = self.item_embedding(items)  # (B, L, d)
+        target = self.item_embedding(query)  # (B, d)
+        t = target[:, None, :].expand_as(history)
+        z = torch.cat([history, t, history - t, history * t], dim=-1)  # (B, L, 4d)
+        scores = self.attention_out(self.prelu(self.attention_dropout(self.attention_in(z))))
+        real = torch.arange(items.shape[1], device=items.device)[None, :] < lengths[:, None]
+        pooled = (scores * history * real[..., None]).sum(1)  # (B, d), unnormalised SUM
+        x = torch.cat([self.user_embedding(users), pooled, target], dim=-1)  # (B, du + 2d)
+        for index, layer in enumerate(self.output_layers):
+            x = layer(x)
+            if index < len(self.output_layers) - 1:
+                x = self.prelu(x)
+        return x.squeeze(-1)
+
+
+def query_items(batch: Batch) -> torch.Tensor:
+    """(B,) the item g judges a row against: its target, or its last target in window mode
+    (0 = none for Cloze windows, which carry no targets)."""
+    if batch.targets.dim() == 1:
+        return batch.targets
+    return batch.targets.gather(1, (batch.lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+
+
+# -- §3.2 artificial noise --------------------------------------------------------------------
+@dataclass(frozen=True)
+class NoiseBatch:
+    """A noise batch (spec §3.2): prefix rows of one group, a share of them corrupted.
+
+    Attributes:
+        items: (B, L) history items after replacement; lengths: (B,); query: (B,) targets;
+        users: (B,); labels: (B,) float, 1 = original, 0 = items replaced (spec §3.3).
+    """
+
+    items: torch.Tensor
+    lengths: torch.Tensor
+    query: torch.Tensor
+    users: torch.Tensor
+    labels: torch.Tensor
+
+
+def corrupt(batch: Batch, share: float, count: int, n_items: int,
+            generator: torch.Generator) -> NoiseBatch:
+    """floor(share * B) rows, drawn at random, get ``count`` items replaced at uniformly random
+    real positions by items foreign to the row and unequal to its target; the rest are
+    untouched (spec §3.2, every position eligible)."""
+    size = len(batch)
+    order = torch.randperm(size, device=batch.items.device, generator=generator)
+    noisy = torch.zeros(size, dtype=torch.bool, device=batch.items.device)
+    noisy[order[:math.floor(share * size + 1e-9)]] = True
+    rows = replace_items(batch.items, batch.lengths, count, n_items, rows=noisy,
+                         exclude=batch.targets, generator=generator)
+    return NoiseBatch(items=rows.items, lengths=batch.lengths, query=batch.targets,
+                      users=batch.users, labels=(~noisy).float())
+
+
+# -- §1.5 groups, §4.1 joint loss -------------------------------------------------------------
+def user_groups(n_users: int, n_groups: int, seed: int) -> torch.Tensor:
+    """(n_users,) group of every user: a seeded permutation dealt round-robin, so groups are
+    disjoint and their sizes differ by at most one (spec §1.5)."""
+    order = np.random.default_rng([seed, 18]).permutation(n_users)
+    groups = np.empty(n_users, dtype=np.int64)
+    groups[order] = np.arange(n_users) % n_groups
+    return torch.as_tensor(groups)
+
+
+def weighted_loss(per_sample: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """L_R = sum_i w_i l_i / sum_i w_i (the code's self-normalised form, spec §4.2, §7.1)."""
+    return (weights * per_sample).sum() / weights.sum()
+
+
+def mix_seed(*values: int) -> int:
+    """A 63-bit seed from several integers."""
+    return int(np.random.SeedSequence(list(values)).generate_state(2, np.uint64)[0] >> 1)
+
+
+class NoReweighting:
+    """``train.reweight=none``: every sample weighs 1; nothing to train or save."""
+
+    def reweight(self, batch: Batch, output: ModelOutput, epoch: int, step: int) -> ModelOutput:
+        return output
+
+    def step(self) -> None:  # nothing to update
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:  # nothing to restore
+        pass
+
+
+@dataclass
+class Detection:
+    """L_D of one step (spec §3.3, §4.5): the sum over models n of L_D(g_n), each the mean BCE
+    over its N - 1 noise batches; the mean w on their corrupted / original rows (Table 5)."""
+
+    loss: torch.Tensor
+    noisy_weight: float
+    clean_weight: float
+
+
+class AtjtReweighting:
+    """The trainer's ATJT hook: :meth:`reweight` builds the joint loss of a batch, :meth:`step`
+    updates the noise models (their own Adagrad, outside the recommender's optimiser and
+    clipping), :meth:`state_dict` goes into ``last.pt`` so that a resumed run is exact.
+
+    Args:
+        config: ``train.atjt``. split: the training split (its prefix instances make the noise
+        batches). batcher: the trainer's training batcher. batch_size: rows per noise batch
+        (at most a group's instances). seed: ``train.seed``. device: the trainer's device.
+    """
+
+    def __init__(self, config: ATJTConfig, split: Split, batcher: Batcher, batch_size: int,
+                 seed: int, device: torch.device) -> None:
+        self.config, self.batcher, self.seed, self.device = config, batcher, seed, device
+        self.n_items = split.log.n_items
+        self.groups = user_groups(split.log.n_users, config.groups, seed).to(device)
+        self.users = torch.as_tensor(split.train_users, device=device)
+        self.targets = torch.as_tensor(split.train_targets, device=device)
+        instance_group = self.groups[self.users]
+        self.pools = [torch.nonzero(instance_group == g).squeeze(1) for g in range(config.groups)]
+        empty = [g for g, pool in enumerate(self.pools) if len(pool) == 0]
+        if empty:
+            raise ConfigError(f"train.atjt.groups={config.groups}: group {empty[0]} has no "
+                              f"training instances ({split.log.n_users} users); use fewer")
+        self.batch_size = batch_size
+        with torch.random.fork_rng(devices=[]):  # g's init leaves the recommender's RNG alone
+            torch.manual_seed(mix_seed(seed, 18))
+            self.models = nn.ModuleList(  # g_0 and its N - 1 duplicates (spec §1.5)
+                AtjtNoiseModel(config, self.n_items, split.log.n_users)
+                for _ in range(config.groups)).to(device)
+        self.optimizer = torch.optim.Adagrad(self.models.parameters(), lr=config.lr,
+                                             weight_decay=config.weight_decay)
+        self._orders: tuple[int, list[torch.Tensor]] = (-1, [])
+
+    # -- noise batches (spec §1.5, §3.2) ------------------------------------------------------
+    def group_order(self, group: int, epoch: int) -> torch.Tensor:
+        """The instances of ``group`` in the epoch's shuffled order (seeded by epoch)."""
+        if self._orders[0] != epoch:
+            orders = []
+            for g, pool in enumerate(self.pools):
+                generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch, g))
+                orders.append(pool[torch.randperm(len(pool), generator=generator).to(
+                    self.device)])
+            self._orders = (epoch, orders)
+        return self._orders[1][group]
+
+    def noise_batch(self, group: int, epoch: int, step: int) -> NoiseBatch:
+        """Noise batch ``step`` of ``group``: the step-th slice of its order (wrapping), with
+        a share of the rows corrupted, seeded by (seed, epoch, step, group)."""
+        order = self.group_order(group, epoch)
+        size = min(self.batch_size, len(order))
+        index = order[(step * size + torch.arange(size, device=self.device)) % len(order)]
+        batch = self.batcher.prefix(self.users[index], self.targets[index])
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(mix_seed(self.seed, epoch, step, group))
+        return corrupt(batch, self.config.noise_share, self.config.replaced, self.n_items,
+                       generator)
+
+    def detection(self, epoch: int, step: int) -> Detection:
+        """L_D of every model g_n on batch ``step`` of each other group (spec §4.5)."""
+        per_model: list[list[torch.Tensor]] = [[] for _ in self.models]
+        noisy, clean = [], []
+        for group in range(len(self.models)):
+            noise = self.noise_batch(group, epoch, step)
+            for n, model in enumerate(self.models):
+                if n == group:  # g_n never learns from the group it weights
+                    continue
+                logits = model(noise.items, noise.lengths, noise.query, noise.users)
+                per_model[n].append(F.binary_cross_entropy_with_logits(logits, noise.labels))
+                weights = torch.sigmoid(logits.detach())
+                noisy.append(weights[noise.labels == 0])
+                clean.append(weights[noise.labels == 1])
+        loss = sum(torch.stack(losses).mean() for losses in per_model)  # 1/(N-1) per model
+        return Detection(loss=loss, noisy_weight=float(torch.cat(noisy).mean()),
+                         clean_weight=float(torch.cat(clean).mean()))
+
+    # -- weights and the joint loss (spec §4.1) -----------------------------------------------
+    def weights(self, batch: Batch) -> torch.Tensor:
+        """(B,) w of every row, from the noise model of the row's user's group (train mode,
+        dropout on, not detached: spec §3.1, §4.2)."""
+        group = self.groups[batch.users]
+        query = query_items(batch)
+        weights = torch.zeros(len(batch), device=batch.items.device)
+        for n, model in enumerate(self.models):
+            rows = torch.nonzero(group == n).squeeze(1)
+            if len(rows):
+                logits = model(batch.items[rows], batch.lengths[rows], query[rows],
+                               batch.users[rows])
+                weights = weights.index_put((rows,), torch.sigmoid(logits))
+        return weights
+
+    @torch.no_grad()
+    def noise_scores(self, batch: Batch) -> torch.Tensor:
+        """(B,) 1 - w per sequence (evaluation mode: no dropout), higher = more likely noisy;
+        the per-sequence noise scores of the noise lab."""
+        self.models.eval()
+        try:
+            return 1.0 - self.weights(batch)
+        finally:
+            self.models.train()
+
+    def reweight(self, batch: Batch, output: ModelOutput, epoch: int, step: int) -> ModelOutput:
+        """The joint loss: ``output.loss`` with ``mean(per_sample)`` replaced by L_R, plus
+        alpha L_D (``atjt``, ``dnr``) or minus wat_l2 mean w^2 (``wat``)."""
+        if output.per_sample is None:
+            raise TrainingError("train.reweight=atjt: this model's loss gives no per-sample "
+                                "losses (ModelOutput.per_sample)")
+        config, parts = self.config, dict(output.parts)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.models.train()
+        total = output.loss - output.per_sample.mean()
+        if epoch < config.warmup_epochs:  # the recommender unweighted, g learns L_D
+            weights = torch.ones_like(output.per_sample)
+        else:
+            weights = self.weights(batch)
+            if config.variant == "dnr":
+                weights = weights.detach()
+        rec = weighted_loss(output.per_sample, weights)
+        total = total + rec
+        parts.update(rec_weighted=float(rec.detach()), w_mean=float(weights.detach().mean()))
+        if config.variant == "wat":
+            if weights.requires_grad:
+                total = total - config.wat_l2 * weights.square().mean()
+        else:
+            detection = self.detection(epoch, step)
+            total = total + config.alpha * detection.loss
+            parts.update(detect=float(detection.loss.detach()) / len(self.models),
+                         w_noisy=detection.noisy_weight, w_clean=detection.clean_weight)
+        return ModelOutput(loss=total, parts=parts, per_sample=output.per_sample)
+
+    def step(self) -> None:
+        """Update the noise models (after the recommender's optimiser step)."""
+        self.optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {"models": self.models.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.models.load_state_dict(state["models"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def make_reweighter(reweight: str, config: ATJTConfig, split: Split, batcher: Batcher,
+                    batch_size: int, seed: int,
+                    device: torch.device) -> NoReweighting | AtjtReweighting:
+    """The trainer's per-sample weighting for ``train.reweight``."""
+    if reweight == "atjt":
+        return AtjtReweighting(config, split, batcher, batch_size, seed, device)
+    return NoReweighting()
