@@ -27,7 +27,8 @@ from denoiserec.noise.scores import score_log
 from denoiserec.run import make_trainer, prepare
 from denoiserec.runconfig import load_config
 
-DENOISERS = sorted(name for name, cls in MODELS.items() if hasattr(cls, "denoising"))
+DENOISERS = sorted(name for name, cls in MODELS.items()
+                   if cls.task == "sequential" and hasattr(cls, "denoising"))
 SMALL = {  # a small, fast configuration of each denoiser
     "msdccl": ["model.backbone.hidden_size=32", "model.backbone.inner_size=32",
                "model.inner_size=64", "model.n_layers=1"],

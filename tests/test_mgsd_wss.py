@@ -263,6 +263,19 @@ def test_weak_supervision_inserts_foreign_items_and_keeps_lengths(monkeypatch) -
         assert all(int(x) not in own for x in noisy.items[b][noisy.is_noise[b]])
 
 
+def test_weak_supervision_share_takes_the_first_rows(monkeypatch) -> None:
+    seen: list[torch.Tensor] = []
+
+    def spy(items, *args, **kwargs):
+        seen.append(items)
+        return insert_items(items, *args, **kwargs)
+
+    monkeypatch.setattr("denoiserec.models.mgsd_wss.insert_items", spy)
+    model, batch = _model(ws_share=0.5).train(), _batch()
+    model.weak_supervision(batch)
+    assert torch.equal(seen[0], batch.items[:3])
+
+
 # ----------------------------------------------------------------------------- variants
 
 

@@ -21,8 +21,9 @@ from denoiserec.nn.losses import Objective, uniform_negatives
 N_ITEMS, MAX_LEN = 13, 7
 LENGTHS = (1, 2, 3, 5, 6, 7, 7, 4)  # B = 8, short and full rows
 TINY = {"n_layers": 2, "n_heads": 2, "hidden_size": 16, "inner_size": 32, "embedding_size": 8}
-ALL = sorted(MODELS)
-CAUSAL = sorted(name for name, cls in MODELS.items() if cls.causal)
+# CTR models (task "ctr") score (history, candidate) pairs: their checks are in test_ctr_models
+ALL = sorted(name for name, cls in MODELS.items() if cls.task == "sequential")
+CAUSAL = sorted(name for name in ALL if MODELS[name].causal)
 BASE_LOSS = sorted(name for name in CAUSAL if MODELS[name].loss is SequentialRecommender.loss)
 
 

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model and evaluate it under a protocol")
     train.add_argument("--model", help="registered model name (see `denoiserec models`)")
     train.add_argument("--dataset", help="known dataset name or path to a log file")
-    train.add_argument("--protocol", choices=["recbole", "fmlp", "sampled"])
+    train.add_argument("--protocol", choices=["recbole", "fmlp", "sampled", "target", "ctr"])
     train.add_argument("--output", type=Path, help="run directory (resumed if interrupted)")
     _add_run_arguments(train)
     train.set_defaults(func=cmd_train)
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best",
                           help="best valid epoch (default) or the final epoch")
-    evaluate.add_argument("--protocol", choices=["recbole", "fmlp", "sampled"])
+    evaluate.add_argument("--protocol", choices=["recbole", "fmlp", "sampled", "target", "ctr"])
     evaluate.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     evaluate.set_defaults(func=cmd_evaluate)
 

@@ -15,6 +15,8 @@ Hit@K = 1[rank <= K]; MRR@K = 1/rank if rank <= K; NDCG@K = 1/log2(rank + 1) if 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 DEFAULT_KS = (1, 5, 10, 20)
@@ -61,3 +63,43 @@ def metric_values(ranks: torch.Tensor, ks: tuple[int, ...] = DEFAULT_KS) -> dict
 def summarize(values: dict[str, torch.Tensor]) -> dict[str, float]:
     """Mean of each per-instance metric."""
     return {name: float(v.mean()) for name, v in values.items()}
+
+
+# -- the ctr protocol: a target among sampled candidates (ATJT spec §2) ------------------------
+ATJT_IDCG5 = sum(1.0 / math.log2(r + 2) for r in range(1, 6))  # 2.304666: five "relevant" slots
+
+
+def candidate_ranks(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(B,) rank of column 0 (the target) among the candidates of each row, by the ``id`` rule
+    above: 1 + #(higher score) + #(equal score and lower item id)."""
+    target, others = scores[:, :1], scores[:, 1:]
+    lower_id = candidates[:, 1:] < candidates[:, :1]
+    return 1 + (others > target).sum(1) + ((others == target) & lower_id).sum(1)
+
+
+def candidate_metrics(scores: torch.Tensor, candidates: torch.Tensor,
+                      ks: tuple[int, ...] = DEFAULT_KS,
+                      paper: bool = False) -> dict[str, torch.Tensor]:
+    """Per-instance metrics of the ``ctr`` protocol (ATJT spec §2); column 0 is the target.
+
+    Standard definitions: ``auc`` = (#negatives scored below the target + 0.5 #ties) / #negatives
+    (per user, averaged uniformly over users: the code's per-user AUC); Hit/NDCG/MRR@K from the
+    rank of :func:`candidate_ranks` with NDCG = 1/log2(rank + 1).
+
+    ``paper`` adds the published code's variants, labelled ``_atjt``: ``hit@5_atjt`` = rank <= 5
+    **and** click probability sigmoid(score) > 0.5 (scores of CTR models are log-odds); the
+    code's tie case that counts a hit twice is fixed (ties favour the target, capped at 1);
+    ``ndcg@5_atjt`` = 1[r <= 5] / (log2(r + 2) * 2.304666), the code's shifted discount and its
+    IDCG of five relevant items (maximum 0.2738), r also with ties favouring the target.
+    """
+    target, others = scores[:, :1], scores[:, 1:]
+    below = (others < target).double().sum(1) + 0.5 * (others == target).double().sum(1)
+    values = {"auc": below / others.shape[1],
+              **metric_values(candidate_ranks(scores, candidates), ks)}
+    if paper:
+        optimistic = (1 + (others > target).sum(1)).double()
+        top5 = optimistic <= 5
+        values["hit@5_atjt"] = (top5 & (torch.sigmoid(scores[:, 0]) > 0.5)).double()
+        values["ndcg@5_atjt"] = torch.where(
+            top5, 1.0 / (torch.log2(optimistic + 2) * ATJT_IDCG5), 0.0)
+    return values

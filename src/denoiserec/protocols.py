@@ -33,17 +33,18 @@ set (their last target; never trained on) and the other users hold out only a va
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from denoiserec.config import check_choice, check_range
+from denoiserec.data.ctr import CTRConfig, build_samples
 from denoiserec.data.log import Interactions
 from denoiserec.errors import ConfigError, ProtocolError
 from denoiserec.metrics import TIE_RULES
 
-PROTOCOLS = ("recbole", "fmlp", "sampled", "target")
+PROTOCOLS = ("recbole", "fmlp", "sampled", "target", "ctr")
 NEGATIVE_KINDS = ("uniform", "popularity")
 TRAIN_TARGETS = ("target", "all")
 
@@ -77,20 +78,25 @@ class ProtocolConfig:
     shipped_split: bool = True
     """``target`` only: honour a shipped test file (RetailRocket): its users are the test set."""
 
+    ctr: CTRConfig = field(default_factory=CTRConfig)
+    """``ctr`` only: the CTR sample builder and metrics (``data/ctr.py``, ATJT spec §1-2)."""
+
     def __post_init__(self) -> None:
         check_choice("protocol.name", self.name, PROTOCOLS)
         check_choice("protocol.train_targets", self.train_targets, TRAIN_TARGETS)
+        check_choice("protocol.negatives", self.negatives, NEGATIVE_KINDS)
+        check_choice("protocol.ties", self.ties, TIE_RULES)
+        check_range("protocol.n_negatives", self.n_negatives, 1)
         if not all(self.target_tokens):
             raise ConfigError("protocol.target_behaviour must name behaviours, comma-separated; "
                               f"got '{self.target_behaviour}'")
+        if self.name != "ctr" and self.ctr != CTRConfig():
+            raise ConfigError("protocol.ctr.* settings need protocol=ctr")
 
     @property
     def target_tokens(self) -> tuple[str, ...]:
         """The target behaviour's raw tokens."""
         return tuple(token.strip() for token in self.target_behaviour.split(","))
-        check_choice("protocol.negatives", self.negatives, NEGATIVE_KINDS)
-        check_choice("protocol.ties", self.ties, TIE_RULES)
-        check_range("protocol.n_negatives", self.n_negatives, 1)
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,8 @@ class Split:
         train_targets: (m,) global rows that are training targets (prefix instances).
         train_end: (n_users,) exclusive end row of each user's training region.
         valid: the validation instances; test: the test instances.
+        train_negatives: (m, k) fixed negatives of each training target (``ctr``: the
+            sampled candidates each positive is paired with), or None.
     """
 
     log: Interactions
@@ -134,6 +142,7 @@ class Split:
     valid: EvalSet
     test: EvalSet
     eval_log: Interactions | None = None
+    train_negatives: np.ndarray | None = None
 
     @property
     def evaluation_log(self) -> Interactions:
@@ -150,6 +159,9 @@ class Split:
             "valid_instances": len(self.valid),
             "test_instances": len(self.test),
         }
+        if self.protocol.name == "ctr":
+            stats["ctr_split"] = self.protocol.ctr.split
+            stats["ctr_sampler"] = self.protocol.ctr.sampler
         if self.protocol.name == "target":
             stats["target_behaviour"] = self.protocol.target_behaviour
             test_users = self.evaluation_log.test_users
@@ -276,6 +288,8 @@ def split(log: Interactions, protocol: ProtocolConfig,
     same order), training instances come from ``log`` and valid/test instances from
     ``eval_log``.
     """
+    if protocol.name == "ctr":
+        return ctr_split(log, protocol, eval_log)
     rule = target_leave_one_out if protocol.name == "target" else _leave_one_out
     train_rows, train_end, _, _ = rule(log, protocol)
     clean = log if eval_log is None else eval_log
@@ -298,6 +312,23 @@ def split(log: Interactions, protocol: ProtocolConfig,
     return Split(log=log, protocol=protocol, train_users=log.row_users[train_rows],
                  train_targets=train_rows, train_end=train_end, valid=eval_sets[0],
                  test=eval_sets[1], eval_log=eval_log)
+
+
+def ctr_split(log: Interactions, protocol: ProtocolConfig,
+              eval_log: Interactions | None = None) -> Split:
+    """The ``ctr`` protocol's split (ATJT spec §1, ``data/ctr.py``): one positive per user with
+    its fixed sampled negatives; valid/test instances carry ``protocol.ctr.negatives``
+    candidates each, ranked against the target (metrics: ``metrics.candidate_metrics``)."""
+    samples = build_samples(log, protocol.ctr, protocol.seed, eval_log)
+    if len(samples.test) == 0 or len(samples.valid) == 0 or len(samples.train) == 0:
+        raise ProtocolError(f"{log.name}: too few users for a CTR split with train, valid and "
+                            f"test users ({len(samples.train)}, {len(samples.valid)}, "
+                            f"{len(samples.test)})")
+    valid, test = (EvalSet(users=part.users, targets=part.rows, negatives=part.negatives)
+                   for part in (samples.valid, samples.test))
+    return Split(log=log, protocol=protocol, train_users=samples.train.users,
+                 train_targets=samples.train.rows, train_end=samples.train_end, valid=valid,
+                 test=test, eval_log=eval_log, train_negatives=samples.train.negatives)
 
 
 def exclude_unrankable(scores: torch.Tensor, log_items: torch.Tensor, starts: torch.Tensor,

@@ -19,6 +19,7 @@ evaluated on data that still gives the same sequences.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import time
@@ -178,7 +179,7 @@ def _report(trainer: Trainer, split_: Split, started: float) -> dict[str, Any]:
         "model": trainer.model.name,
         "dataset": split_.log.name,
         "protocol": split_.protocol.name,
-        "protocol_config": split_.protocol.__dict__,
+        "protocol_config": dataclasses.asdict(split_.protocol),
         "dataset_statistics": split_.log.statistics(),
         "split_statistics": split_.statistics(),
         "valid_metric": trainer.train_config.valid_metric,

@@ -30,6 +30,7 @@ from denoiserec.config import (
 )
 from denoiserec.data.datasets import DataConfig
 from denoiserec.errors import ConfigError
+from denoiserec.models import model_class as model_class_of
 from denoiserec.models import model_config_class
 from denoiserec.noise.inject import NoiseConfig
 from denoiserec.protocols import ProtocolConfig
@@ -101,7 +102,22 @@ def resolve(raw: dict[str, Any]) -> RunConfig:
         else:
             raise ConfigError(f"unknown config section '{key}'"
                               + nearest(key, [*SECTIONS, "model", "noise"]))
-    return RunConfig(**kwargs)
+    config = RunConfig(**kwargs)
+    check_task(model_class_of(model.name).task, config.protocol.name, config.train)
+    return config
+
+
+def check_task(task: str, protocol: str, train: TrainConfig) -> None:
+    """A CTR model (``models/ctr.py``) trains on the ``ctr`` protocol's (history, candidate,
+    label) samples, and ``auc`` exists under ``ctr`` only."""
+    if task == "ctr" and protocol != "ctr":
+        raise ConfigError(f"this is a CTR model: it trains on (history, candidate, label) "
+                          f"samples of protocol=ctr, not protocol={protocol}")
+    if task == "ctr" and (train.loss != "ce" or train.label_smoothing):
+        raise ConfigError("a CTR model trains with binary cross-entropy: leave train.loss "
+                          "and train.label_smoothing unset")
+    if train.valid_metric == "auc" and protocol != "ctr":
+        raise ConfigError("train.valid_metric=auc needs protocol=ctr")
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -84,6 +84,8 @@ class SequentialRecommender(nn.Module, ABC):
             ``next`` (every position predicts its next item; causal models), ``cloze`` (the
             model masks the window's items itself) or ``""`` (prefix instances only; the
             model's ``window_refusal`` says why).
+        task: ``sequential`` (next-item over the catalogue) or ``ctr`` (binary click model on
+            (history, candidate) pairs, ``models/ctr.py``; trains under ``protocol=ctr`` only).
     """
 
     name: ClassVar[str] = ""
@@ -91,6 +93,7 @@ class SequentialRecommender(nn.Module, ABC):
     causal: ClassVar[bool] = True
     window_training: ClassVar[str] = "next"
     window_refusal: ClassVar[str] = ""
+    task: ClassVar[str] = "sequential"
 
     def __init__(self, config: Any, n_items: int, max_len: int) -> None:
         super().__init__()
@@ -142,3 +145,8 @@ class SequentialRecommender(nn.Module, ABC):
     def score_all(self, batch: Batch) -> torch.Tensor:
         """(B, n_items + 1) scores of every item as the next one (padding column included)."""
         return self.sequence_representation(batch) @ self.item_embeddings().T
+
+    def score_candidates(self, batch: Batch, candidates: torch.Tensor) -> torch.Tensor:
+        """(B, C) scores of the (B, C) ``candidates`` (the ``ctr`` protocol); CTR models score
+        (history, candidate) pairs directly."""
+        return self.score_all(batch).gather(1, candidates)

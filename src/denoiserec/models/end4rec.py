@@ -58,8 +58,8 @@ from denoiserec.config import check_choice, check_range
 from denoiserec.data.batches import Batch
 from denoiserec.errors import ConfigError
 from denoiserec.models.base import ModelOutput, SequentialRecommender
+from denoiserec.models.behaviour import MAX_BEHAVIOURS, behaviour_ids
 from denoiserec.models.denoiser import Denoising, liveness
-from denoiserec.models.fmlp import MAX_BEHAVIOURS, behaviour_ids
 from denoiserec.models.registry import register
 from denoiserec.models.staging import TrainingStage
 from denoiserec.nn.fft import (

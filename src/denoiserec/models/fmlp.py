@@ -25,23 +25,10 @@ from torch import nn
 from denoiserec.config import check_choice, check_range
 from denoiserec.data.batches import Batch
 from denoiserec.models.base import SequentialRecommender
+from denoiserec.models.behaviour import MAX_BEHAVIOURS, behaviour_ids
 from denoiserec.models.registry import register
 from denoiserec.nn.fft import FilterEncoder, left_align
 from denoiserec.nn.transformer import ACTIVATIONS, init_bert_weights
-
-MAX_BEHAVIOURS = 8  # behaviour-embedding rows: 0 = padding, behaviour b -> b + 1
-
-
-def behaviour_ids(batch: Batch) -> torch.Tensor:
-    """(B, L) behaviour id + 1 on real items, 0 on padding (all real items 1 without
-    behaviours), checked against ``MAX_BEHAVIOURS``."""
-    real = batch.padding_mask
-    if batch.behaviours is None:
-        return real.long()
-    ids = torch.where(real, batch.behaviours + 1, 0)
-    if int(ids.max()) >= MAX_BEHAVIOURS:
-        raise ValueError(f"at most {MAX_BEHAVIOURS - 1} behaviours are supported")
-    return ids
 
 
 @dataclass(frozen=True)

@@ -16,44 +16,42 @@ backbone's encoder over G. ``L = L_ce + gamma L_ws + zeta L_item + eta L_int`` (
 Deviations, as "reference does X (spec §N) -> we do Y, because Z":
 
 * Kernels summed into one near-constant gain, then replaced by an MLP (§2.2, §7.3) -> the
-  k-dimensional kernel response kept and mapped (``nn.kernels``); ``perceptron=mlp`` is the
-  released MLP (the ablation without kernels).
-* **Target leakage** (§2.5, §7.1): the kernels and the interest selector see the true next item
-  in training, the last item at evaluation -> the kernels' anchor is the most recent input item
-  (a pseudo-target, the same in training and evaluation), and the selector is conditioned on
-  r_seq, the backbone's prediction of the target (a predicted target). The true target enters
-  only the CE and, as an id never inserted, the weak supervision: ``loss()`` scores a
-  representation blind to it (the denoiser contract test checks it).
+  k-dim kernel response kept and mapped (``nn.kernels``); ``perceptron=mlp``: the released MLP.
+* **Target leakage** (§2.5, §7.1): the kernels and the selector see the true next item in
+  training, the last item at evaluation -> the kernels' anchor is the most recent input item (a
+  pseudo-target, alike in training and evaluation) and the selector is conditioned on r_seq, the
+  backbone's prediction (a predicted target). The true target enters only the CE and, as an id
+  never inserted, the weak supervision (the denoiser contract test checks the CE's input).
 * Gumbel on probabilities (§2.3, §7.4) -> on log-probabilities; the item gate's level pinned
-  (``gate=ratio``: each row's ``gate_drop_ratio`` least clean items dropped, as MSDCCL's fix,
-  RESULTS.md §6.1), the selector's too (``interest_drop_ratio``); both deterministic at
-  evaluation (§2.9, §7.2: the published masks are sampled at test time). The keep values
-  multiply the compacted rows (exactly 1 forward), so the item encoder's loss reaches the gate
-  (§7.5).
-* Weak supervision (§3, §7.7-7.8): ids drawn over the whole catalogue, padding labelled noise,
-  MSE on probabilities divided by the noisy length, the noisy row kept at n + T_n -> the noise
-  lab's insertion (``noise.online.insert_items``: never the row's items or its target), the
-  noisy row truncated to the clean row's length (its most recent n), padding unlabelled, BCE on
-  the (bounded) logit averaged over every real item of the batch. ``ws_weight=0`` skips it.
-* The item loss's weights are the noise head's clean probabilities, detached: L_item falls
-  as *any* weight rises (a positive's in its numerator, a negative's 1 - w in the
-  denominator), so its gradient pushed every clean probability to 1 and overrode the weak
-  supervision (measured on the contract's synthetic log: the head's BCE rose from 0.59 to 0.82,
-  worse than chance). The keep mask still passes L_item's gradient straight through.
+  (``gate=ratio``: each row's ``gate_drop_ratio`` least clean items dropped, MSDCCL's fix,
+  RESULTS.md §6.1), the selector's too (``interest_drop_ratio``); deterministic at evaluation
+  (§7.2: the published masks are sampled at test time). The keep values multiply the compacted
+  rows (exactly 1 forward), so the item encoder's loss reaches the gate (§7.5).
+* Weak supervision (§3, §7.7-7.8): ids from the whole catalogue, padding labelled noise, MSE of
+  probabilities over the noisy length, the noisy row kept at n + T_n -> the noise lab's insertion
+  (``noise.online.insert_items``: never the row's items or target), truncated to the clean
+  length (its most recent n), padding unlabelled, BCE on the bounded logit over every real item
+  of the batch. ``ws_weight=0`` skips it.
+* The item loss's weights (the head's clean probabilities) are detached: L_item falls as *any*
+  weight rises (a positive's in the numerator, a negative's 1 - w in the denominator), so its
+  gradient pushed every clean probability to 1 and overrode the weak supervision (contract's
+  synthetic log: the head's BCE rose from 0.59 to 0.82, worse than chance). The keep mask still
+  passes L_item's gradient straight through.
 * Interest loss weights negatives by w like positives (§4.4, §7.6) -> by 1 - w, like the item
   loss (``interest_negative_weights=same``: the published rule).
-* Prototypes N(0, 1), ~50x the item embeddings (§2.0, §7.11) -> N(0, initializer_range), the
-  item table's scale. One positional encoding (§7.10): G carries MGSD's positions, the backbone
-  does not add its own again. FFN width a setting (``inner_size``; reference 2048, ~75 % of
-  the MACs, §9). Temperatures annealed per batch to their floors after ``anneal_epochs``
-  (compounding every 40 batches, §5); the LR schedule is the trainer's. Every step vectorised
-  (insertion, compaction: §7.16); no NaN checks or host syncs in the forward (§7.17).
-* Dropout: 0.1 everywhere in MGSD's own modules (reference); the BERT4Rec backbone 0.2, the
-  BERT4Rec baseline's (reference 0.5; RESULTS.md §6: 0.5 cost MSDCCL quality).
+* Prototypes N(0, 1), ~50x the item embeddings (§7.11) -> N(0, initializer_range). One
+  positional table (§7.10): the backbone's, added once to MGSD's own encoders' inputs; G then
+  enters the backbone without a second one. FFN width a setting (``inner_size``; reference 2048,
+  ~75 % of the MACs, §9). Temperatures annealed per batch to their floors after
+  ``anneal_epochs`` (§5); the LR schedule is the trainer's. Insertion and compaction vectorised
+  (§7.16); no NaN checks or host syncs in the forward (§7.17).
+* Dropout 0.1 in MGSD's own modules (reference); the BERT4Rec backbone 0.2, the BERT4Rec
+  baseline's (reference 0.5; RESULTS.md §6: 0.5 cost MSDCCL quality).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +111,9 @@ class MGSDWSSConfig:
     """K interest prototypes."""
     n_inserted: int = 5
     """T_n: items inserted into each training row for the weak supervision."""
+    ws_share: float = 1.0
+    """Share of each batch's rows (the first: batches are shuffled) given an enhanced copy
+    (1 = every row, the reference's; the enhanced pass is ~1/3 of a step's cost)."""
     gate: str = "ratio"
     """Item keep mask: ratio (drop each row's gate_drop_ratio least clean, straight-through)
     | sampled (Gumbel on the log-probabilities: the paper's, level not pinned)."""
@@ -153,6 +154,7 @@ class MGSDWSSConfig:
         for key in ("n_layers", "n_heads", "inner_size", "n_interests", "n_inserted"):
             check_range(f"model.{key}", getattr(self, key), 1)
         check_range("model.dropout", self.dropout, 0, 1, high_open=True)
+        check_range("model.ws_share", self.ws_share, 0, 1, low_open=True)
         for key in ("gate_drop_ratio", "interest_drop_ratio"):
             check_range(f"model.{key}", getattr(self, key), 0, 1, high_open=True)
         for key in ("margin_bound", "ws_weight", "item_weight", "interest_weight"):
@@ -351,8 +353,9 @@ class MGSDWSS(SequentialRecommender):
     # -- training objective (§3, §4) ----------------------------------------------------------
     def weak_supervision(self, batch: Batch) -> torch.Tensor:
         """BCE of the noise head on the enhanced rows against the inserted items' labels."""
-        noisy = insert_items(batch.items, batch.lengths, self.config.n_inserted, self.n_items,
-                             exclude=batch.targets)
+        rows = math.ceil(self.config.ws_share * len(batch))
+        noisy = insert_items(batch.items[:rows], batch.lengths[:rows], self.config.n_inserted,
+                             self.n_items, exclude=batch.targets[:rows])
         log_probs = self.noise_log_probs(self.encode_sequence(noisy.items, noisy.lengths))
         real = noisy.items > 0
         margin = (log_probs[..., 0] - log_probs[..., 1])[real]

@@ -8,6 +8,11 @@ linear feed-forward layer (the paper uses pre-LN, ReLU and 1x1 convolutions); cr
 all items on the last position of every prefix instead of BCE with one negative on every
 position (``train.instances=window`` gives all positions; ``train.loss=bpr`` sampled negatives).
 Output embeddings are the input item embeddings (shared).
+
+``behaviour_embedding=true`` (absent from the paper; the multi-behaviour backbone of END4Rec's
+comparison, issue 17 / END4Rec spec §2.1): a learned behaviour vector is added to the item
+embedding of every input position (padding 0), before positions, LayerNorm and dropout. Off,
+the model and its random draws are exactly as before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch import nn
 
 from denoiserec.data.batches import Batch
 from denoiserec.models.base import SequentialRecommender
+from denoiserec.models.behaviour import behaviour_ids, behaviour_table
 from denoiserec.models.registry import register
 from denoiserec.nn.encoders import TransformerBackbone
 from denoiserec.nn.transformer import check_transformer_settings, init_bert_weights
@@ -47,6 +53,8 @@ class SASRecConfig:
     """LayerNorm epsilon."""
     initializer_range: float = 0.02
     """Std of the N(0, std) weight initialisation."""
+    behaviour_embedding: bool = False
+    """Add a learned behaviour embedding to every input item (multi-behaviour logs)."""
 
     def __post_init__(self) -> None:
         check_transformer_settings(self)
@@ -71,13 +79,24 @@ class SASRec(SequentialRecommender):
         self.backbone = self.build_encoder(config, max_len)
         init_bert_weights(self.item_embedding, config.initializer_range)
         self.backbone.reset_parameters()
+        # drawn after everything else: with the option off the random draws are unchanged
+        self.behaviour_embedding = (behaviour_table(config.hidden_size,
+                                                    config.initializer_range)
+                                    if config.behaviour_embedding else None)
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """(B, L, H) input embeddings: item (+ behaviour, padding 0) vectors."""
+        x = self.item_embedding(batch.items)
+        if self.behaviour_embedding is not None:
+            x = x + self.behaviour_embedding(behaviour_ids(batch))
+        return x
 
     def encode(self, batch: Batch) -> torch.Tensor:
-        return self.backbone(self.item_embedding(batch.items), batch.items)  # Eq. 1-6
+        return self.backbone(self.embed(batch), batch.items)  # Eq. 1-6
 
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
         # the last block only at position length - 1: the same values as encode() + gather
-        return self.backbone(self.item_embedding(batch.items), batch.items, batch.lengths - 1)
+        return self.backbone(self.embed(batch), batch.items, batch.lengths - 1)
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight  # Eq. 7: shared input and output item embeddings

@@ -8,7 +8,14 @@ import numpy as np
 import torch
 
 from denoiserec.data.batches import Batcher
-from denoiserec.metrics import DEFAULT_KS, metric_values, summarize, target_ranks
+from denoiserec.metrics import (
+    DEFAULT_KS,
+    candidate_metrics,
+    candidate_ranks,
+    metric_values,
+    summarize,
+    target_ranks,
+)
 from denoiserec.models.base import SequentialRecommender
 from denoiserec.protocols import EvalSet, ProtocolConfig, exclude_unrankable
 
@@ -41,6 +48,8 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
     longest input (on short-sequence logs such as Beauty most chunks are far shorter than
     ``max_len``); ranks are returned in the order of ``eval_set``.
     """
+    if protocol.name == "ctr":
+        return evaluate_candidates(model, batcher, eval_set, protocol, batch_size, ks)
     was_training = model.training
     model.eval()
     device = batcher.device
@@ -66,3 +75,35 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
     return Evaluation(metrics=summarize(metric_values(rank_tensor, ks)),
                       ranks=rank_tensor.cpu().numpy(), users=eval_set.users,
                       protocol=protocol.name)
+
+
+@torch.no_grad()
+def evaluate_candidates(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
+                        protocol: ProtocolConfig, batch_size: int = 4096,
+                        ks: tuple[int, ...] = DEFAULT_KS) -> Evaluation:
+    """The ``ctr`` protocol (ATJT spec §2): each instance's target (column 0) and its sampled
+    negatives scored by ``model.score_candidates`` in eval mode (the code never left train
+    mode, spec §7.13), then :func:`~denoiserec.metrics.candidate_metrics` per instance.
+    ``batch_size`` counts scored (instance, candidate) pairs."""
+    if eval_set.negatives is None:
+        raise ValueError("the ctr protocol's instances carry sampled negatives")
+    was_training = model.training
+    model.eval()
+    device = batcher.device
+    users_all = torch.as_tensor(eval_set.users, device=device)
+    targets_all = torch.as_tensor(eval_set.targets, device=device)
+    negatives_all = torch.as_tensor(eval_set.negatives, device=device)
+    step = max(1, batch_size // (1 + negatives_all.shape[1]))
+    values: list[dict[str, torch.Tensor]] = []
+    ranks = []
+    for start in range(0, len(eval_set), step):
+        users, targets = users_all[start:start + step], targets_all[start:start + step]
+        batch = batcher.prefix(users, targets)
+        candidates = torch.cat([batch.targets[:, None], negatives_all[start:start + step]], 1)
+        scores = model.score_candidates(batch, candidates).float()
+        values.append(candidate_metrics(scores, candidates, ks, protocol.ctr.paper_metrics))
+        ranks.append(candidate_ranks(scores, candidates))
+    model.train(was_training)
+    merged = {name: torch.cat([v[name] for v in values]) for name in values[0]}
+    return Evaluation(metrics=summarize(merged), ranks=torch.cat(ranks).cpu().numpy(),
+                      users=eval_set.users, protocol=protocol.name)

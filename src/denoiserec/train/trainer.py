@@ -41,7 +41,7 @@ from denoiserec.train.stages import apply_stage
 CHECKPOINTS = ("best", "last")  # the run directory's weights: best valid epoch, final epoch
 INSTANCES = ("prefix", "window")
 DEVICES = ("auto", "cpu", "cuda")
-VALID_METRICS = tuple(f"{name}@{k}" for name in METRIC_NAMES for k in DEFAULT_KS)
+VALID_METRICS = (*(f"{name}@{k}" for name in METRIC_NAMES for k in DEFAULT_KS), "auc")
 
 
 @dataclass(frozen=True)
@@ -206,6 +206,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.objective = Objective(train.loss, train.n_negatives, train.label_smoothing)
         self.batcher = Batcher(split.log, max_len, self.device)
+        self.negatives = (None if split.train_negatives is None  # ctr: fixed, paired
+                          else torch.as_tensor(split.train_negatives, device=self.device))
         self.eval_batcher = (self.batcher if split.eval_log is None
                              else Batcher(split.eval_log, max_len, self.device))
         self.reweighter = make_reweighter(train.reweight, train.atjt, split, self.batcher,
@@ -246,6 +248,8 @@ class Trainer:
             counted = counted_mask(batch.lengths, instances.counted[index],
                                    batch.targets.shape[1])
             batch = replace(batch, targets=torch.where(counted, batch.targets, 0))
+        if self.negatives is not None and instances.counted is None:
+            batch = batch.with_negatives(self.negatives[index])
         if self.objective.kind == "bpr":
             batch = batch.with_negatives(uniform_negatives(
                 batch.targets, self.split.log.n_items, self.objective.n_negatives))
