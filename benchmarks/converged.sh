@@ -6,6 +6,9 @@
 #
 # usage: DENOISEREC_DATA=../shared/data bash benchmarks/converged.sh DATASET [options]
 #   DATASET          ml-100k (recbole protocol) | beauty (fmlp) | ml-1m (recbole, max_len 200)
+#                    | retailrocket (target protocol: buy = behaviours 0,3, the shipped
+#                    test users, batch 256, as configs/end4rec-retailrocket.yaml; use
+#                    --mode prefix for end4rec and fmlp, which refuse window training)
 #   --mode M         fast (default: all-position windows, train.instances=window) | prefix
 #   --models LIST    default sasrec,bert4rec,gru4rec (first = reference of the paired tests)
 #   --seeds N        default 3
@@ -39,7 +42,12 @@ case "$DATASET" in
   ml-100k) PROTOCOL=recbole; DATA=(); BATCH=8; STRIDE=25 ;;  # 8: RESULTS.md §5.2
   beauty) PROTOCOL=fmlp; DATA=(); BATCH=256; STRIDE=25 ;;
   ml-1m) PROTOCOL=recbole; DATA=(--set max_len=200); BATCH=64; STRIDE=100 ;;
-  *) echo "converged.sh: unknown dataset $DATASET (ml-100k, beauty, ml-1m)" >&2; exit 2 ;;
+  retailrocket) PROTOCOL=target; BATCH=256; STRIDE=25
+    DATA=(--set protocol.target_behaviour=0,3 --set protocol.shipped_split=true
+          --set protocol.mask_history=false --set protocol.train_targets=target
+          --set batch_size=$BATCH) ;;
+  *) echo "converged.sh: unknown dataset $DATASET (ml-100k, beauty, ml-1m, retailrocket)" >&2
+     exit 2 ;;
 esac
 # the fast mode's settings (benchmarks/RESULTS.md §5): all-position windows overlapping by half
 # (every target counted where it has at least max_len/2 items of context) with per-epoch

@@ -181,3 +181,12 @@ def test_bad_settings_are_one_line_errors(override, message):
 def test_ctr_settings_need_the_ctr_protocol():
     with pytest.raises(ConfigError, match="need protocol=ctr"):
         ProtocolConfig(name="recbole", ctr=CTRConfig(negatives=9))
+
+
+def test_protocol_checks_that_were_dead_code_run():
+    """ProtocolConfig's negatives / ties / n_negatives checks sat after a ``return`` (never
+    ran); they run in ``__post_init__`` now."""
+    with pytest.raises(ConfigError, match="protocol.negatives must be one of"):
+        ProtocolConfig(name="sampled", negatives="popular")
+    with pytest.raises(ConfigError, match="protocol.ties must be one of"):
+        ProtocolConfig(ties="random")

@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="models x noise ratios x seeds, with significance")
     compare.add_argument("--models", required=True, help="comma-separated, first = reference")
     compare.add_argument("--dataset", required=True)
-    compare.add_argument("--protocol", default="recbole", choices=["recbole", "fmlp", "sampled"])
+    compare.add_argument("--protocol", default="recbole",
+                         choices=["recbole", "fmlp", "sampled", "target"])
     compare.add_argument("--noise", type=_floats, default=[0.0], help="ratios, e.g. 0,0.1,0.2")
     compare.add_argument("--noise-kind", default="insert",
                          choices=["replace", "insert", "popular", "off-interest"])
