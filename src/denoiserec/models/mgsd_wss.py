@@ -98,19 +98,16 @@ class MGSDWSSConfig:
     the BERT4Rec baseline's). Its width is MGSD-WSS's H."""
     perceptron: str = "kernels"
     """kernels (the paper's MGP, k-dimensional response mapped) | mlp (released code)."""
-    n_kernels: int = 10
-    """k: one exact-match kernel + k - 1 bin kernels."""
+    n_kernels: int = 10  # k: one exact-match kernel + k - 1 bin kernels
     n_layers: int = 2
-    """Blocks (n_heads: heads, inner_size: FFN width) of MGSD's own encoders (MGP, item)."""
+    """Blocks (n_heads: heads, inner_size: FFN width; reference 2048, ~75 % of the training
+    MACs, spec §9) of MGSD's own encoders (MGP, item granularity)."""
     n_heads: int = 2
     inner_size: int = 256
-    """Reference 2048 (~75 % of the training MACs, spec §9)."""
     dropout: float = 0.1
     """``our_ae_drop_out``: every dropout of MGSD's own modules, attention included."""
-    n_interests: int = 5
-    """K interest prototypes."""
-    n_inserted: int = 5
-    """T_n: items inserted into each training row for the weak supervision."""
+    n_interests: int = 5  # K interest prototypes
+    n_inserted: int = 5  # T_n: items inserted into each training row (weak supervision)
     ws_share: float = 1.0
     """Share of each batch's rows (the first: batches are shuffled) given an enhanced copy
     (1 = every row, the reference's; the enhanced pass is ~1/3 of a step's cost)."""
@@ -130,18 +127,15 @@ class MGSDWSSConfig:
     anneal_epochs: float = 30.0
     ws_weight: float = 1.0
     """gamma (reference 10 on an MSE of probabilities; the BCE's logit gradient is larger)."""
-    item_weight: float = 7.0
-    """zeta: weight of the item-level contrastive loss."""
-    interest_weight: float = 1.0
-    """eta: weight of the interest-level contrastive loss."""
+    item_weight: float = 7.0  # zeta: weight of the item-level contrastive loss
+    interest_weight: float = 1.0  # eta: weight of the interest-level contrastive loss
     use_item_level: bool = True
     """Ablation: False drops r_item and L_item (use_interest_level: r_int and L_int)."""
     use_interest_level: bool = True
     interest_negative_weights: str = "complement"
     """Negatives of L_int weighted by 1 - w (paper) | same: by w (released code)."""
     layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    """Std of the item table and the prototypes (N(0, std))."""
+    initializer_range: float = 0.02  # std of the item table and the prototypes (N(0, std))
 
     def __post_init__(self) -> None:
         check_choice("model.backbone.name", self.backbone.name, BACKBONES)
