@@ -1,6 +1,6 @@
 """ATJT's weights against real (injected) noise: issue 18, spec §8.7 and Table 5.
 
-    DENOISEREC_DATA=/work/shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/atjt.py \
+    DENOISEREC_DATA=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/atjt.py \
         --dataset ml-100k --ratio 0.2 --epochs 3 --output benchmarks/out/atjt-ml-100k
 
 Trains a model (SASRec by default) with ``train.reweight=atjt`` on the dataset with ``ratio``

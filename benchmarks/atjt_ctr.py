@@ -1,6 +1,6 @@
 """DIN with and without ATJT under the ``ctr`` protocol: issue 18, spec §8.9 (CTR part).
 
-    DENOISEREC_DATA=/work/shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/atjt_ctr.py \
+    DENOISEREC_DATA=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/atjt_ctr.py \
         --dataset ml-100k --epochs 20 --seeds 3 --output benchmarks/out/atjt-ctr-ml-100k
 
 For every seed, trains DIN twice on the same CTR samples (``protocol.seed`` fixed, so the same

@@ -23,13 +23,8 @@ from denoiserec.nn.losses import Objective, uniform_negatives
 from denoiserec.run import make_trainer, prepare, train_config
 from denoiserec.runconfig import load_config
 from denoiserec.train import trainer as trainer_module
-from denoiserec.train.atjt import (
-    ATJTConfig,
-    AtjtNoiseModel,
-    corrupt,
-    user_groups,
-    weighted_loss,
-)
+from denoiserec.train.atjt import corrupt, user_groups, weighted_loss
+from denoiserec.train.atjt_model import ATJTConfig, AtjtNoiseModel
 
 N_ITEMS, MAX_LEN = 13, 7
 LENGTHS = (1, 2, 3, 5, 6, 7, 7, 4)

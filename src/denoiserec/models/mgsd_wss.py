@@ -67,12 +67,7 @@ from denoiserec.models.bert4rec import BERT4RecConfig
 from denoiserec.models.denoiser import Denoising, liveness, weight_entropy
 from denoiserec.models.registry import model_class, model_config_class, register
 from denoiserec.nn.contrastive import noise_weighted_contrastive
-from denoiserec.nn.gumbel import (
-    compact_kept,
-    keep_most_recent_if_empty,
-    ratio_keep,
-    straight_through_gumbel,
-)
+from denoiserec.nn.gumbel import compact_kept, gate_keep, keep_most_recent_if_empty
 from denoiserec.nn.kernels import GaussianKernelPerceptron, PerceptronMLP
 from denoiserec.nn.losses import Objective, bpr, cross_entropy
 from denoiserec.nn.readout import CleanNoiseReadout, bounded_log_probs
@@ -269,12 +264,8 @@ class MGSDWSS(SequentialRecommender):
         """(B, L) 0/1 keep mask with a straight-through gradient; a row that would keep
         nothing keeps its most recent item."""
         c, mask = self.config, (items > 0).to(log_probs.dtype)
-        tau = self.temperatures.gumbel
-        if c.gate == "ratio":
-            margin = log_probs[..., 0] - log_probs[..., 1]
-            keep = ratio_keep(margin, mask, c.gate_drop_ratio, tau, sample)
-        else:
-            keep = straight_through_gumbel(log_probs, tau, sample)[..., 0] * mask
+        ratio = c.gate_drop_ratio if c.gate == "ratio" else None
+        keep = gate_keep(log_probs, mask, self.temperatures.gumbel, sample, ratio)
         return keep_most_recent_if_empty(keep, lengths)
 
     def item_representation(self, encoded: torch.Tensor, items: torch.Tensor,
@@ -302,9 +293,8 @@ class MGSDWSS(SequentialRecommender):
         candidates = self.prototypes[None].expand(B, K, H)
         ones = predicted.new_ones(B, K, 1)
         log_probs, _ = self.selector(candidates, predicted, ones)
-        margin = log_probs[..., 0] - log_probs[..., 1]
-        return ratio_keep(margin, ones[..., 0], self.config.interest_drop_ratio,
-                          self.temperatures.gumbel, sample)
+        return gate_keep(log_probs, ones[..., 0], self.temperatures.gumbel, sample,
+                         self.config.interest_drop_ratio)
 
     # -- prediction (§2.9) --------------------------------------------------------------------
     def granularities(self, batch: Batch, sample: bool | None = None) -> Granularities:

@@ -67,9 +67,8 @@ from denoiserec.nn.contrastive import cross_signal_contrastive
 from denoiserec.nn.gumbel import (
     centred_gate_logits,
     compact_kept,
+    gate_keep,
     keep_most_recent_if_empty,
-    ratio_keep,
-    straight_through_gumbel,
 )
 from denoiserec.nn.losses import Objective, bpr, cross_entropy, uniform_negatives
 from denoiserec.nn.readout import CleanNoiseReadout
@@ -327,14 +326,10 @@ class MSDCCL(SequentialRecommender):
             log_probs = self.soft_denoise(batch).log_probs
         sample = self.training if sample is None else sample
         c, mask = self.config, (batch.items > 0).to(log_probs.dtype)
-        if c.gate == "ratio":
-            margin = log_probs[..., 0] - log_probs[..., 1]
-            keep = ratio_keep(margin, mask, c.gate_drop_ratio, self.temperatures.gumbel, sample)
-        else:
-            if c.gate == "centred":  # keep/drop relative to the row's mean relevance
-                log_probs = centred_gate_logits(log_probs, mask, c.gate_bias)
-            gate = straight_through_gumbel(log_probs, self.temperatures.gumbel, sample)
-            keep = gate[..., 0] * mask
+        if c.gate == "centred":  # keep/drop relative to the row's mean relevance
+            log_probs = centred_gate_logits(log_probs, mask, c.gate_bias)
+        ratio = c.gate_drop_ratio if c.gate == "ratio" else None
+        keep = gate_keep(log_probs, mask, self.temperatures.gumbel, sample, ratio)
         return keep_most_recent_if_empty(keep, batch.lengths)
 
     def denoising(self, batch: Batch) -> Denoising:

@@ -121,3 +121,22 @@ def ratio_keep(margin: torch.Tensor, mask: torch.Tensor, drop_ratio: float, tau:
     hard = (margin > threshold[:, None]) & real
     soft = torch.sigmoid((margin - threshold[:, None]) / tau) * mask
     return hard.to(margin.dtype) + (soft - soft.detach())
+
+
+def gate_keep(log_probs: torch.Tensor, mask: torch.Tensor, tau: float, sample: bool,
+              drop_ratio: float | None) -> torch.Tensor:
+    """(B, L) straight-through keep mask of a two-class (keep, drop) gate, 0 on padding.
+
+    Args:
+        log_probs: (B, L, 2) keep/drop log-probabilities (or logits).
+        mask: (B, L) 1 on real items.
+        tau: temperature of the straight-through surrogate.
+        sample: add noise (training); without it the mask is deterministic.
+        drop_ratio: a share of each row dropped, the lowest keep margins (:func:`ratio_keep`:
+            the gate's level pinned, the denoisers' default), or None for a Gumbel choice per
+            item (:func:`straight_through_gumbel`: the level follows the scorer).
+    """
+    if drop_ratio is not None:
+        margin = log_probs[..., 0] - log_probs[..., 1]
+        return ratio_keep(margin, mask, drop_ratio, tau, sample)
+    return straight_through_gumbel(log_probs, tau, sample)[..., 0] * mask

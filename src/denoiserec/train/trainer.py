@@ -33,7 +33,8 @@ from denoiserec.metrics import DEFAULT_KS, METRIC_NAMES
 from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.nn.losses import LOSSES, Objective, uniform_negatives
 from denoiserec.protocols import Split
-from denoiserec.train.atjt import ATJTConfig, check_reweight, make_reweighter
+from denoiserec.train.atjt import make_reweighter
+from denoiserec.train.atjt_model import ATJTConfig, check_reweight
 from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
 from denoiserec.train.evaluate import Evaluation, evaluate
 from denoiserec.train.stages import apply_stage
