@@ -57,3 +57,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def interrupt_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, run) -> None:
+    """Run ``run()`` with training interrupted (KeyboardInterrupt) right after the checkpoint
+    of ``epoch`` is saved, then restore the trainer so the next run resumes normally."""
+    from denoiserec.train.trainer import Trainer
+
+    original = Trainer.save_last
+
+    def save_then_crash(self):
+        original(self)
+        if self.state.epoch == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_last", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(Trainer, "save_last", original)

@@ -22,9 +22,9 @@ from denoiserec.models import MODELS, build_model
 from denoiserec.nn.losses import Objective, uniform_negatives
 from denoiserec.run import make_trainer, prepare, train_config
 from denoiserec.runconfig import load_config
-from denoiserec.train import trainer as trainer_module
 from denoiserec.train.atjt import corrupt, user_groups, weighted_loss
 from denoiserec.train.atjt_model import ATJTConfig, AtjtNoiseModel
+from tests.conftest import interrupt_after_epoch
 
 N_ITEMS, MAX_LEN = 13, 7
 LENGTHS = (1, 2, 3, 5, 6, 7, 7, 4)
@@ -250,17 +250,8 @@ def test_reweighting_trains_every_backbone(tiny_log, tmp_path, model, mode):
 def test_resume_with_reweighting_is_exact(tiny_log, tmp_path, monkeypatch):
     config = load_config(overrides=["model.hidden_size=16", *TRAIN, "epochs=3"])
     straight = train_config(config, tmp_path / "straight", tiny_log)
-    original = trainer_module.Trainer.save_last
-
-    def save_then_crash(self):
-        original(self)
-        if self.state.epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_module.Trainer, "save_last", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train_config(config, tmp_path / "resumed", tiny_log)
-    monkeypatch.setattr(trainer_module.Trainer, "save_last", original)
+    interrupt_after_epoch(monkeypatch, 2,
+                          lambda: train_config(config, tmp_path / "resumed", tiny_log))
     resumed = train_config(config, tmp_path / "resumed", tiny_log)
     metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
     assert len(metrics["epochs"]) == 3

@@ -24,8 +24,8 @@ from denoiserec.noise.significance import paired_permutation_test
 from denoiserec.protocols import ProtocolConfig, protocol_negatives, split
 from denoiserec.run import restore, train_config
 from denoiserec.runconfig import load_config
-from denoiserec.train import trainer as trainer_module
 from denoiserec.train.evaluate import evaluate
+from tests.conftest import interrupt_after_epoch
 
 TINY = ["model.hidden_size=16", "model.inner_size=32", "model.n_layers=1", "batch_size=64",
         "train.progress=false", "max_len=10", "train.patience=100"]
@@ -164,17 +164,8 @@ def test_resume_restores_the_warmup_schedule(tmp_path, monkeypatch):
     config = _tiny_config(f"train.warmup_steps={warmup}", epochs=4)
     straight = train_config(config, tmp_path / "straight", log)
 
-    original = trainer_module.Trainer.save_last
-
-    def save_then_crash(self):
-        original(self)
-        if self.state.epoch == 1:  # interrupted in the middle of the warm-up
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_module.Trainer, "save_last", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train_config(config, tmp_path / "resumed", log)
-    monkeypatch.setattr(trainer_module.Trainer, "save_last", original)
+    # interrupted in the middle of the warm-up
+    interrupt_after_epoch(monkeypatch, 1, lambda: train_config(config, tmp_path / "resumed", log))
     resumed = train_config(config, tmp_path / "resumed", log)
     assert [e["train_loss"] for e in resumed.history] == [e["train_loss"] for e in straight.history]
     assert [e["valid"] for e in resumed.history] == [e["valid"] for e in straight.history]

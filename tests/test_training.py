@@ -11,8 +11,8 @@ from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.errors import CheckpointError, ConfigError, TrainingError
 from denoiserec.run import evaluate_run, train_config
 from denoiserec.runconfig import load_config
-from denoiserec.train import trainer as trainer_module
 from denoiserec.train.checkpoint import load_checkpoint
+from tests.conftest import interrupt_after_epoch
 
 TINY = ["model.hidden_size=16", "model.inner_size=32", "model.n_layers=1", "batch_size=64",
         "train.progress=false", "max_len=10", "train.patience=100"]
@@ -31,19 +31,10 @@ def test_resume_after_interruption_gives_identical_results(tiny_log, tmp_path, m
     config = tiny_config()
     straight = train_config(config, tmp_path / "straight", tiny_log)
 
-    original = trainer_module.Trainer.save_last
-
-    def save_then_crash(self):
-        original(self)
-        if self.state.epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_module.Trainer, "save_last", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train_config(config, tmp_path / "resumed", tiny_log)
+    interrupt_after_epoch(monkeypatch, 2,
+                          lambda: train_config(config, tmp_path / "resumed", tiny_log))
     partial = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
     assert 1 <= len(partial["epochs"]) <= 2 and not partial["finished"]
-    monkeypatch.setattr(trainer_module.Trainer, "save_last", original)
     resumed = train_config(config, tmp_path / "resumed", tiny_log)
 
     assert resumed.test == straight.test
