@@ -52,10 +52,16 @@ def recbole_speed(python: str, threads: int, epochs: int) -> dict:
             "test_eval_seconds": result["test_eval_seconds"]}
 
 
+# the converged suite's fast mode on ml-100k (benchmarks/converged.sh, RESULTS.md §5.1)
+FAST = ["train.window_stride=25", "train.window_offsets=true", "train.selection_window=3",
+        "model.hidden_dropout=0.2", "model.attn_dropout=0.2"]
+
+
 def ours_speed(threads: int, epochs: int, instances: str = "prefix",
-               batch_size: int = 256) -> dict:
+               batch_size: int = 256, extra: tuple[str, ...] = ()) -> dict:
     config = load_config(overrides=[*SASREC, f"train.threads={threads}",
-                                    f"train.instances={instances}", f"batch_size={batch_size}"])
+                                    f"train.instances={instances}", f"batch_size={batch_size}",
+                                    *extra])
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = make_trainer(replace_epochs(config, epochs), prepare(config), Path(run_dir))
         trainer.fit()
@@ -126,6 +132,8 @@ def main() -> None:
     parser.add_argument("--window-batch", type=int, default=32,
                         help="window mode batch size (few windows per epoch: small batches)")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only part 1 (no accuracy, no time-to-target run)")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     report: dict = {"threads": args.threads, "torch": torch.__version__}
@@ -135,7 +143,9 @@ def main() -> None:
                                                     args.speed_epochs),
                            "denoiserec": ours_speed(args.threads, args.speed_epochs),
                            "denoiserec_window": ours_speed(args.threads, args.speed_epochs,
-                                                           "window", args.window_batch)}
+                                                           "window", args.window_batch),
+                           "denoiserec_fast_suite": ours_speed(args.threads, args.speed_epochs,
+                                                               "window", 8, tuple(FAST))}
         speed = report["speed"]
         rows = [[name, *(f"{speed[name][k]:.2f}" for k in ("train_epoch_seconds",
                                                           "valid_eval_seconds",
@@ -147,6 +157,9 @@ def main() -> None:
         print(f"## Speed ({args.threads} threads)\n")
         print(markdown_table(["", "train epoch s", "valid eval s", "test eval s"], rows))
 
+    if args.speed_only:
+        (OUT / "vs_recbole_speed.json").write_text(json.dumps(report, indent=1))
+        return
     sides = accuracy()
     report["accuracy"] = sides
     print("\n## Accuracy (test, recbole protocol)\n")

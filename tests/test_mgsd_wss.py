@@ -185,6 +185,27 @@ def test_straight_through_gradients_reach_the_noise_head_and_the_selector() -> N
     assert interest_grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("rule", ["all", "weak"])
+def test_head_gradient_rule_decides_which_losses_train_the_noise_head(rule: str) -> None:
+    """head_gradient=weak: L_ce and L_item leave the noise head untouched (only the weak
+    supervision trains it); all: both reach it. The forward values do not depend on the rule."""
+    model, batch = _model(head_gradient=rule).train(), _batch(lengths=(MAX_LEN,) * 6)
+    torch.manual_seed(1)
+    parts = model.granularities(batch, sample=True)
+    rec = F.cross_entropy(parts.user @ model.item_embeddings().T, batch.targets)
+    item = model.contrastive_losses(parts, batch)["item_cl"]
+    head = model.noise_head[-1].weight
+    for loss in (rec, item):
+        (gradient,) = torch.autograd.grad(loss, head, retain_graph=True, allow_unused=True)
+        reached = gradient is not None and bool(gradient.abs().sum() > 0)
+        assert reached == (rule == "all")
+    ws = model.weak_supervision(batch)
+    assert torch.autograd.grad(ws, head)[0].abs().sum() > 0
+    other = _model(head_gradient="all" if rule == "weak" else "weak").train()
+    torch.manual_seed(1)
+    assert torch.allclose(other.granularities(batch, sample=True).user, parts.user)
+
+
 def test_item_encoder_passes_its_gradient_to_the_keep_mask() -> None:
     """The keep values multiply the compacted rows (exactly 1 forward), so r_item's loss
     reaches the gate (the published mask was an index only, spec §7.5)."""

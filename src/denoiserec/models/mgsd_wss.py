@@ -28,15 +28,13 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   (§7.2: the published masks are sampled at test time). The keep values multiply the compacted
   rows (exactly 1 forward), so the item encoder's loss reaches the gate (§7.5).
 * Weak supervision (§3, §7.7-7.8): ids from the whole catalogue, padding labelled noise, MSE of
-  probabilities over the noisy length, the noisy row kept at n + T_n -> the noise lab's insertion
-  (``noise.online.insert_items``: never the row's items or target), truncated to the clean
-  length (its most recent n), padding unlabelled, BCE on the bounded logit over every real item
-  of the batch. ``ws_weight=0`` skips it.
-* The item loss's weights (the head's clean probabilities) are detached: L_item falls as *any*
-  weight rises (a positive's in the numerator, a negative's 1 - w in the denominator), so its
-  gradient pushed every clean probability to 1 and overrode the weak supervision (contract's
-  synthetic log: the head's BCE rose from 0.59 to 0.82, worse than chance). The keep mask still
-  passes L_item's gradient straight through.
+  probabilities, the noisy row kept at n + T_n -> ``noise.online.insert_items`` (never the row's
+  items or target), truncated to its most recent n, padding unlabelled, BCE on the bounded
+  logit over every real item. ``ws_weight=0`` skips it.
+* L_item's weights (the head's clean probabilities) are detached: L_item falls as *any* weight
+  rises, so its gradient pushed every clean probability to 1 and overrode the weak supervision
+  (the head's BCE rose from 0.59 to 0.82). The keep mask still passes L_item's gradient
+  straight through unless ``head_gradient=weak``.
 * Interest loss weights negatives by w like positives (§4.4, §7.6) -> by 1 - w, like the item
   loss (``interest_negative_weights=same``: the published rule).
 * Prototypes N(0, 1), ~50x the item embeddings (§7.11) -> N(0, initializer_range). One
@@ -45,8 +43,8 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   ~75 % of the MACs, §9). Temperatures annealed per batch to their floors after
   ``anneal_epochs`` (§5); the LR schedule is the trainer's. Insertion and compaction vectorised
   (§7.16); no NaN checks or host syncs in the forward (§7.17).
-* Dropout 0.1 in MGSD's own modules (reference); the BERT4Rec backbone 0.2, the BERT4Rec
-  baseline's (reference 0.5; RESULTS.md §6: 0.5 cost MSDCCL quality).
+* Dropout 0.1 in MGSD's own modules (reference); the BERT4Rec backbone 0.2 (the BERT4Rec
+  baseline's; reference 0.5, which cost MSDCCL quality, RESULTS.md §6).
 """
 
 from __future__ import annotations
@@ -78,6 +76,7 @@ from denoiserec.noise.online import insert_items
 BACKBONES = ("bert4rec", "sasrec", "gru4rec")
 PERCEPTRONS = ("kernels", "mlp")
 GATES = ("ratio", "sampled")
+HEAD_GRADIENTS = ("all", "weak")
 INTEREST_NEGATIVES = ("complement", "same")
 
 
@@ -110,6 +109,9 @@ class MGSDWSSConfig:
     """Item keep mask: ratio (drop each row's gate_drop_ratio least clean, straight-through)
     | sampled (Gumbel on the log-probabilities: the paper's, level not pinned)."""
     gate_drop_ratio: float = 0.2
+    head_gradient: str = "all"
+    """Losses that train the noise head: all (paper: L_ce, L_item through the mask and r_item's
+    weights) | weak (only the weak supervision: mask and weights read it detached)."""
     interest_drop_ratio: float = 0.6
     """Share of the K prototypes the selector leaves out (0.6: 2 of 5 kept)."""
     margin_bound: float = 3.0
@@ -136,6 +138,7 @@ class MGSDWSSConfig:
         check_choice("model.backbone.name", self.backbone.name, BACKBONES)
         check_choice("model.perceptron", self.perceptron, PERCEPTRONS)
         check_choice("model.gate", self.gate, GATES)
+        check_choice("model.head_gradient", self.head_gradient, HEAD_GRADIENTS)
         check_choice("model.temperature_annealing", self.temperature_annealing, ANNEALING)
         check_choice("model.interest_negative_weights", self.interest_negative_weights,
                      INTEREST_NEGATIVES)
@@ -168,10 +171,9 @@ class Granularities:
 
     Attributes:
         encoded: (B, L, H) G, the MGP encoder's output (0 on padding).
-        log_probs: (B, L, 2) clean/noise log-probabilities from the noise head.
-        keep: (B, L) item keep mask (0/1, straight-through).
-        interests: (B, K) w, each row's interest distribution (sums to 1).
-        selected: (B, K) h, the selected prototypes (0/1, straight-through).
+        log_probs: (B, L, 2) the noise head's clean/noise log-probabilities; keep: (B, L)
+            item keep mask (0/1, straight-through).
+        interests: (B, K) w, interest distribution; selected: (B, K) h, kept prototypes (0/1).
         sequence: (B, H) r_seq; item: (B, H) r_item or None; interest: (B, H) r_int or None.
     """
 
@@ -197,8 +199,7 @@ class MGSDWSS(SequentialRecommender):
     config_class = MGSDWSSConfig
     causal = False
     window_training = ""
-    window_refusal = ("MGSD-WSS compacts, selects interests and predicts once per sequence at "
-                      "its last item; use train.instances=prefix")
+    window_refusal = "MGSD-WSS predicts once per sequence; use train.instances=prefix"
 
     def __init__(self, config: MGSDWSSConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)
@@ -303,11 +304,12 @@ class MGSDWSS(SequentialRecommender):
         items, lengths = batch.items, batch.lengths
         encoded = self.encode_sequence(items, lengths)
         log_probs = self.noise_log_probs(encoded)
-        keep = self.item_keep(log_probs, items, lengths, sample)
+        judged = log_probs.detach() if c.head_gradient == "weak" else log_probs
+        keep = self.item_keep(judged, items, lengths, sample)
         sequence = self.backbone(encoded, items, lengths - 1, add_positions=False)  # r_seq
         item = interest = None
         if c.use_item_level:
-            item = self.item_representation(encoded, items, keep, log_probs[..., 0].exp())
+            item = self.item_representation(encoded, items, keep, judged[..., 0].exp())
         interests = self.interest_distribution(encoded, items)
         selected = self.select_interests(sequence, sample)
         if c.use_interest_level:
