@@ -278,3 +278,13 @@ def test_compare_overrides_scoped_to_one_model(tmp_path):
                 ["bert4rec:model.inner_size=8"], tmp_path)
     with pytest.raises(ConfigError, match="att_dropout"):  # a scoped key is still checked
         cell_config(["msdccl:model.att_dropot=0.4"], Cell("msdccl", 0.0, 7), "insert")
+
+
+def test_compare_unscoped_model_key_applies_to_the_cells_model():
+    """An unscoped model.* key is read against the cell's model, not the default model's
+    (it failed with 'valid keys: ...' of SASRec when the cell's model came last)."""
+    from denoiserec.compare import Cell, cell_config
+
+    config = cell_config(["dataset=synthetic", "model.head_gradient=weak"],
+                         Cell("mgsd-wss", 0.0, 7), "insert")
+    assert config.model.name == "mgsd-wss" and config.model.head_gradient == "weak"

@@ -91,8 +91,8 @@ def overrides_for(overrides: list[str], model: str | None) -> list[str]:
 def cell_config(base: list[str], cell: Cell, kind: str) -> RunConfig:
     """The loaded settings (noise ones included) with the cell's model, seed, noise kind and
     ratio; no noise at ratio 0."""
-    config = load_config(overrides=[*overrides_for(base, cell.model), f"model={cell.model}",
-                                    f"seed={cell.seed}"])
+    config = load_config(overrides=[f"model={cell.model}", *overrides_for(base, cell.model),
+                                    f"seed={cell.seed}"])  # model first: model.* keys are its
     if cell.ratio == 0:
         return replace(config, noise=None)
     noise = replace(config.noise or NoiseConfig(), kind=kind, ratio=cell.ratio, seed=cell.seed)
