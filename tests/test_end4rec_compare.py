@@ -75,6 +75,9 @@ def test_the_guided_stages_run_inside_a_cell(comparison: Path):
     assert len(parts) == 4
     assert [("reg" in p, "cl" in p) for p in parts] == [(True, False), (False, True),
                                                        (False, True), (True, True)]
+    assert [epoch["stage"] for epoch in epochs] == [1, 2, 3, 4]  # recorded per epoch
+    sasrec = json.loads((_cell(comparison, "sasrec") / "metrics.json").read_text())["epochs"]
+    assert {epoch["stage"] for epoch in sasrec} == {None}
 
 
 def test_the_command_line_compares_under_target():

@@ -369,10 +369,12 @@ class Trainer:
             recent = [e["valid"][metric] for e in self.state.history[-train.selection_window + 1:]
                       ] if train.selection_window > 1 else []
             value = float(np.mean([*recent, valid.metrics[metric]]))  # trailing mean
+            plan = getattr(self.model, "training_stage", None)  # staged models (END4Rec)
             self.state.history.append({
                 "epoch": epoch, "train_loss": loss, "loss_parts": parts,
                 "train_seconds": train_seconds, "valid_seconds": valid_seconds,
-                "valid": valid.metrics, "selection_value": value})
+                "valid": valid.metrics, "selection_value": value,
+                "stage": plan(epoch).number if plan is not None else None})
             if self.state.improves(value):
                 self.state.best_value, self.state.best_epoch = round(value, 4), epoch
                 save_checkpoint(self.run_dir / "best.pt",
@@ -390,7 +392,8 @@ class Trainer:
         parts = "  ".join(f"{k} {v:.4g}" for k, v in last["loss_parts"].items())
         smoothed = (f" (mean of {train.selection_window}: {last['selection_value']:.4f})"
                     if train.selection_window > 1 else "")
-        return (f"epoch {last['epoch']}/{train.epochs - 1}  loss {last['train_loss']:.4f}"
+        stage = f"  stage {last['stage']}" if last.get("stage") is not None else ""
+        return (f"epoch {last['epoch']}/{train.epochs - 1}{stage}  loss {last['train_loss']:.4f}"
                 f"  [{parts}]  valid {train.valid_metric} "
                 f"{last['valid'][train.valid_metric]:.4f}{smoothed}  best "
                 f"{self.state.best_value:.4f} @ epoch {self.state.best_epoch}  "
