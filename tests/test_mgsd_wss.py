@@ -174,8 +174,8 @@ def test_sampled_gate_falls_back_to_the_most_recent_item(monkeypatch) -> None:
 
 def test_straight_through_gradients_reach_the_noise_head_and_the_selector() -> None:
     """Spec §8: dL_item/dW_n2 != 0 through keep (the clean weights are detached, so keep is
-    the only path) and dL_int/dW_a != 0 through h."""
-    model, batch = _model().train(), _batch(lengths=(MAX_LEN,) * 6)
+    the only path; head_gradient=all, the paper's) and dL_int/dW_a != 0 through h."""
+    model, batch = _model(head_gradient="all").train(), _batch(lengths=(MAX_LEN,) * 6)
     parts = model.granularities(batch, sample=True)
     losses = model.contrastive_losses(parts, batch)
     head, selector = model.noise_head[-1].weight, model.selector.score.weight
@@ -302,7 +302,8 @@ def test_weak_supervision_share_takes_the_first_rows(monkeypatch) -> None:
 
 @pytest.mark.parametrize("overrides", [
     {"perceptron": "mlp"}, {"use_item_level": False}, {"use_interest_level": False},
-    {"ws_weight": 0.0}, {"gate": "sampled"}, {"interest_negative_weights": "same"},
+    {"ws_weight": 0.0, "head_gradient": "all"}, {"gate": "sampled"},
+    {"interest_negative_weights": "same"},
     {"backbone": "sasrec"}, {"backbone": "gru4rec"},
 ])
 def test_variants_train_every_parameter_they_use(overrides: dict) -> None:
@@ -366,3 +367,11 @@ def test_configs_resolve(name: str) -> None:
     config = load_config(CONFIGS / f"mgsd-wss-{name}.yaml")
     assert isinstance(config.model, MGSDWSSConfig)
     assert config.train.instances == "prefix" and config.train.clip_grad_norm == 5
+
+
+def test_no_weak_supervision_needs_the_joint_head_gradient() -> None:
+    from denoiserec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="head_gradient=all"):
+        MGSDWSSConfig(ws_weight=0.0)
+    assert MGSDWSSConfig(ws_weight=0.0, head_gradient="all").ws_weight == 0

@@ -33,16 +33,17 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   logit over every real item. ``ws_weight=0`` skips it.
 * L_item's weights (the head's clean probabilities) are detached: L_item falls as *any* weight
   rises, so its gradient pushed every clean probability to 1 and overrode the weak supervision
-  (the head's BCE rose from 0.59 to 0.82). The keep mask still passes L_item's gradient
-  straight through unless ``head_gradient=weak``.
+  (the head's BCE rose from 0.59 to 0.82). The keep mask's straight-through path did the same:
+  the paper trains the head with every loss -> only the weak supervision trains it
+  (``head_gradient=weak``; detection AUC 0.738 -> 0.875, RESULTS.md §8.4; ``all``: the paper's).
 * Interest loss weights negatives by w like positives (§4.4, §7.6) -> by 1 - w, like the item
   loss (``interest_negative_weights=same``: the published rule).
 * Prototypes N(0, 1), ~50x the item embeddings (§7.11) -> N(0, initializer_range). One
   positional table (§7.10): the backbone's, added once to MGSD's own encoders' inputs; G then
   enters the backbone without a second one. FFN width a setting (``inner_size``; reference 2048,
   ~75 % of the MACs, §9). Temperatures annealed per batch to their floors after
-  ``anneal_epochs`` (§5); the LR schedule is the trainer's. Insertion and compaction vectorised
-  (§7.16); no NaN checks or host syncs in the forward (§7.17).
+  ``anneal_epochs`` (§5); the LR schedule is the trainer's. Vectorised; no NaN checks or host
+  syncs in the forward (§7.16-7.17).
 * Dropout 0.1 in MGSD's own modules (reference); the BERT4Rec backbone 0.2 (the BERT4Rec
   baseline's; reference 0.5, which cost MSDCCL quality, RESULTS.md §6).
 """
@@ -90,8 +91,7 @@ class MGSDWSSConfig:
         metadata={"config_class": model_config_class})
     """The recommender over G (reference: BERT4Rec, H = 100, inner = H, dropout 0.5; here 0.2,
     the BERT4Rec baseline's). Its width is MGSD-WSS's H."""
-    perceptron: str = "kernels"
-    """kernels (the paper's MGP, k-dimensional response mapped) | mlp (released code)."""
+    perceptron: str = "kernels"  # the paper's MGP, k-dim response mapped | mlp (released)
     n_kernels: int = 10  # k: one exact-match kernel + k - 1 bin kernels
     n_layers: int = 2
     """Blocks (n_heads: heads, inner_size: FFN width; reference 2048, ~75 % of the training
@@ -109,13 +109,11 @@ class MGSDWSSConfig:
     """Item keep mask: ratio (drop each row's gate_drop_ratio least clean, straight-through)
     | sampled (Gumbel on the log-probabilities: the paper's, level not pinned)."""
     gate_drop_ratio: float = 0.2
-    head_gradient: str = "all"
-    """Losses that train the noise head: all (paper: L_ce, L_item through the mask and r_item's
-    weights) | weak (only the weak supervision: mask and weights read it detached)."""
-    interest_drop_ratio: float = 0.6
-    """Share of the K prototypes the selector leaves out (0.6: 2 of 5 kept)."""
-    margin_bound: float = 3.0
-    """Clean-minus-noise logits squashed to bound * tanh(m / bound) (0 = unbounded)."""
+    head_gradient: str = "weak"
+    """Losses that train the noise head: weak (only the weak supervision; mask and weights read
+    it detached: RESULTS.md §8.4) | all (paper: L_ce, L_item through the mask and weights)."""
+    interest_drop_ratio: float = 0.6  # share of the K prototypes left out (2 of 5 kept)
+    margin_bound: float = 3.0  # clean-minus-noise logits -> bound * tanh(m / bound); 0: off
     gumbel_temperature: float = 0.5
     gumbel_temperature_floor: float = 0.1
     contrastive_temperature: float = 0.5
@@ -129,8 +127,7 @@ class MGSDWSSConfig:
     use_item_level: bool = True
     """Ablation: False drops r_item and L_item (use_interest_level: r_int and L_int)."""
     use_interest_level: bool = True
-    interest_negative_weights: str = "complement"
-    """Negatives of L_int weighted by 1 - w (paper) | same: by w (released code)."""
+    interest_negative_weights: str = "complement"  # L_int's negatives by 1 - w | same: by w
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02  # std of the item table and the prototypes (N(0, std))
 
@@ -155,6 +152,9 @@ class MGSDWSSConfig:
                     "contrastive_temperature_floor", "anneal_epochs", "initializer_range",
                     "layer_norm_eps"):
             check_range(f"model.{key}", getattr(self, key), 0, low_open=True)
+        if self.ws_weight == 0 and self.head_gradient == "weak":
+            raise ConfigError("model.ws_weight=0 leaves nothing to train the noise head under "
+                              "model.head_gradient=weak; the ablation sets head_gradient=all")
         if self.width % self.n_heads:
             raise ConfigError(f"the backbone's width ({self.width}) must be a multiple of "
                               f"model.n_heads ({self.n_heads})")
