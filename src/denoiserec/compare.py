@@ -91,8 +91,8 @@ def overrides_for(overrides: list[str], model: str | None) -> list[str]:
 def cell_config(base: list[str], cell: Cell, kind: str) -> RunConfig:
     """The loaded settings (noise ones included) with the cell's model, seed, noise kind and
     ratio; no noise at ratio 0."""
-    config = load_config(overrides=[f"model={cell.model}", *overrides_for(base, cell.model),
-                                    f"seed={cell.seed}"])  # model first: model.* keys are its
+    config = load_config(overrides=[*overrides_for(base, cell.model), f"model={cell.model}",
+                                    f"seed={cell.seed}"])
     if cell.ratio == 0:
         return replace(config, noise=None)
     noise = replace(config.noise or NoiseConfig(), kind=kind, ratio=cell.ratio, seed=cell.seed)
@@ -229,7 +229,8 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
     check_grid(models, ratios, kind, seeds, overrides)
     _check_output(output)
     base = [f"dataset={dataset}", f"protocol={protocol}", *overrides]
-    first_seed = load_config(overrides=overrides_for(base, None)).train.seed
+    first_seed = load_config(overrides=[*overrides_for(base, models[0]),  # its model.* keys
+                                        f"model={models[0]}"]).train.seed
     configs = {cell: cell_config(base, cell, kind) for cell in
                [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]}
     first = next(iter(configs.values()))  # the target protocol adds a shipped test file
