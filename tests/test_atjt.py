@@ -188,14 +188,19 @@ def test_joint_gradient_reaches_the_weights_as_derived():
     generator = torch.Generator().manual_seed(0)
     losses = torch.rand(12, generator=generator, dtype=torch.float64) * 5
     weights = torch.rand(12, generator=generator, dtype=torch.float64).requires_grad_()
-    loss = weighted_loss(losses, weights)
+    loss = weighted_loss(losses, weights.log())
     loss.backward()
     expected = (losses - loss.detach()) / weights.detach().sum()  # spec §4.2
     assert (weights.grad - expected).abs().max() < 1e-10
     scale = torch.ones(12, dtype=torch.float64, requires_grad=True)  # the recommender's side
     fresh = weights.detach().clone().requires_grad_()
-    weighted_loss(losses * scale, fresh.detach()).backward()  # w detached (DNR)
+    weighted_loss(losses * scale, fresh.detach().log()).backward()  # w detached (DNR)
     assert fresh.grad is None and scale.grad is not None
+    vanishing = torch.full((4,), -200.0).requires_grad_()  # log w: w = 0 in float32
+    vanished = weighted_loss(torch.tensor([1.0, 2.0, 3.0, 4.0]), vanishing)
+    vanished.backward()
+    assert torch.isfinite(vanished) and vanished.item() == pytest.approx(2.5)
+    assert torch.isfinite(vanishing.grad).all()
 
 
 @pytest.mark.parametrize("variant", ["atjt", "wat", "dnr"])

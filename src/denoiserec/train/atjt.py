@@ -101,9 +101,11 @@ def user_groups(n_users: int, n_groups: int, seed: int) -> torch.Tensor:
     return torch.as_tensor(groups)
 
 
-def weighted_loss(per_sample: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """L_R = sum_i w_i l_i / sum_i w_i (the code's self-normalised form, spec §4.2, §7.1)."""
-    return (weights * per_sample).sum() / weights.sum()
+def weighted_loss(per_sample: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
+    """L_R = sum_i w_i l_i / sum_i w_i (the code's self-normalised form, spec §4.2, §7.1),
+    from log w as softmax(log w) . l: the same value and gradient, but weights that all underflow
+    to 0 in float32 (WAT drives them there, RESULTS.md §10.4) give no 0 / 0."""
+    return torch.softmax(log_weights, dim=0) @ per_sample
 
 
 def mix_seed(*values: int) -> int:
@@ -214,19 +216,19 @@ class AtjtReweighting:
                          clean_weight=float(torch.cat(clean).mean()))
 
     # -- weights and the joint loss (spec §4.1) -----------------------------------------------
-    def weights(self, batch: Batch) -> torch.Tensor:
-        """(B,) w of every row, from the noise model of the row's user's group (train mode,
-        dropout on, not detached: spec §3.1, §4.2)."""
+    def log_weights(self, batch: Batch) -> torch.Tensor:
+        """(B,) log w of every row, from the noise model of the row's user's group (train
+        mode, dropout on, not detached: spec §3.1, §4.2)."""
         group = self.groups[batch.users]
         query = query_items(batch)
-        weights = torch.zeros(len(batch), device=batch.items.device)
+        log_weights = torch.zeros(len(batch), device=batch.items.device)
         for n, model in enumerate(self.models):
             rows = torch.nonzero(group == n).squeeze(1)
             if len(rows):
                 logits = model(batch.items[rows], batch.lengths[rows], query[rows],
                                batch.users[rows])
-                weights = weights.index_put((rows,), torch.sigmoid(logits))
-        return weights
+                log_weights = log_weights.index_put((rows,), F.logsigmoid(logits))
+        return log_weights
 
     @torch.no_grad()
     def noise_scores(self, batch: Batch) -> torch.Tensor:
@@ -234,7 +236,7 @@ class AtjtReweighting:
         the per-sequence noise scores of the noise lab."""
         self.models.eval()
         try:
-            return 1.0 - self.weights(batch)
+            return 1.0 - self.log_weights(batch).exp()
         finally:
             self.models.train()
 
@@ -249,13 +251,14 @@ class AtjtReweighting:
         self.models.train()
         total = output.loss - output.per_sample.mean()
         if epoch < config.warmup_epochs:  # the recommender unweighted, g learns L_D
-            weights = torch.ones_like(output.per_sample)
+            log_weights = torch.zeros_like(output.per_sample)
         else:
-            weights = self.weights(batch)
+            log_weights = self.log_weights(batch)
             if config.variant == "dnr":
-                weights = weights.detach()
-        rec = weighted_loss(output.per_sample, weights)
+                log_weights = log_weights.detach()
+        rec = weighted_loss(output.per_sample, log_weights)
         total = total + rec
+        weights = log_weights.exp()
         parts.update(rec_weighted=float(rec.detach()), w_mean=float(weights.detach().mean()))
         if config.variant == "wat":
             if weights.requires_grad:
