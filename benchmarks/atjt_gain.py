@@ -37,6 +37,9 @@ from denoiserec.runconfig import load_config
 METRICS = {"ctr": ("auc", "hit@5", "ndcg@5", "hit@5_atjt", "ndcg@5_atjt"),
            "sequential": ("ndcg@10", "hit@10", "mrr@10")}
 PROTOCOL = {"ml-100k": "recbole", "ml-1m": "recbole", "beauty": "fmlp"}
+FAST_MODE = ("train.patience=10", "train.instances=window", "train.window_offsets=true",
+             "train.window_stride=25", "train.selection_window=3", "model.hidden_dropout=0.2",
+             "model.attn_dropout=0.2")  # the converged suite's fast mode (RESULTS §5.1)
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262}  # Student t 0.975 quantiles by degrees of freedom (1.96 beyond)
 
@@ -50,10 +53,7 @@ def overrides_for(args: argparse.Namespace, seed: int, variant: str) -> list[str
         setting = ["protocol=ctr", f"max_len={args.max_len}", "train.valid_metric=auc",
                    "protocol.ctr.paper_metrics=true"]
     else:
-        setting = [f"protocol={PROTOCOL[args.dataset]}", "train.patience=10",
-                   "train.instances=window", "train.window_offsets=true",
-                   "train.window_stride=25", "train.selection_window=3",
-                   "model.hidden_dropout=0.2", "model.attn_dropout=0.2"]
+        setting = [f"protocol={PROTOCOL[args.dataset]}", *FAST_MODE]
     reweight = (["train.reweight=none"] if variant == "none"
                 else ["train.reweight=atjt", f"train.atjt.variant={variant}"])
     return common + setting + reweight + list(args.set)

@@ -75,6 +75,27 @@ def test_global_ratio_and_timestamps(log):
     assert (np.diff(noisy.timestamps)[same_user] >= 0).all()  # still time-ordered
 
 
+@pytest.mark.parametrize("per", ["sequence", "global"])
+def test_a_share_of_users_is_corrupted_and_the_rest_left_clean(log, per):
+    noisy = inject(log, NoiseConfig(kind="replace", ratio=0.3, per=per, users=0.5, seed=3))
+    _, train_end, _, _ = leave_one_out(log)
+    n_train = train_end - log.offsets[:-1]
+    per_user = np.bincount(noisy.row_users[noisy.is_noise], minlength=log.n_users)
+    corrupted = per_user > 0
+    if per == "sequence":  # exactly the share; the ratio holds inside each corrupted sequence
+        assert corrupted.sum() == log.n_users // 2
+        assert np.array_equal(per_user[corrupted], np.rint(0.3 * n_train[corrupted]))
+    else:  # noise lands only on the share, and a few of them may draw none
+        assert log.n_users // 2 - 3 <= corrupted.sum() <= log.n_users // 2
+        assert per_user.sum() >= round(0.3 * n_train[corrupted].sum())
+        assert per_user.sum() < 0.75 * round(0.3 * n_train.sum())
+    clean_rows = ~corrupted[noisy.row_users]
+    assert np.array_equal(noisy.items[clean_rows], log.items[clean_rows])
+    everyone = inject(log, NoiseConfig(kind="replace", ratio=0.3, per=per, users=1.0, seed=3))
+    hit = np.bincount(everyone.row_users[everyone.is_noise], minlength=log.n_users) > 0
+    assert hit.sum() >= log.n_users - 3 > corrupted.sum()
+
+
 def test_off_interest_items_are_less_typical_than_uniform(log):
     far = inject(log, NoiseConfig(kind="off-interest", ratio=0.3, seed=0))
     uniform = inject(log, NoiseConfig(kind="insert", ratio=0.3, seed=0))
@@ -90,6 +111,8 @@ def test_off_interest_items_are_less_typical_than_uniform(log):
 def test_bad_noise_settings_are_errors(log):
     with pytest.raises(ConfigError, match="noise.kind must be one of"):
         inject(log, NoiseConfig(kind="shuffle", ratio=0.1))
+    with pytest.raises(ConfigError, match=r"noise.users must be in \(0, 1\]"):
+        NoiseConfig(kind="replace", ratio=0.1, users=0.0)
     with pytest.raises(ConfigError, match="did you mean 'ratio'"):
         load_config(overrides=["noise.ration=0.1"])
 

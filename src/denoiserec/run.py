@@ -202,8 +202,9 @@ def _announce(config: RunConfig, split_: Split, run_dir: Path) -> None:
           f"protocol) into {run_dir}", flush=True)
     noise = config.noise
     if noise is not None and noise.ratio > 0:
-        print(f"noise: {noise.kind} {noise.ratio:g} (per {noise.per}, seed {noise.seed}) on the "
-              "training part; valid and test inputs come from the clean log", flush=True)
+        share = "" if noise.users == 1 else f", {noise.users:g} of the users"
+        print(f"noise: {noise.kind} {noise.ratio:g} (per {noise.per}{share}, seed {noise.seed}) "
+              "on the training part; valid and test inputs come from the clean log", flush=True)
 
 
 def train_config(config: RunConfig, run_dir: Path | str | None = None,

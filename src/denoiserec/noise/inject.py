@@ -8,7 +8,9 @@ ever altered: the noise only corrupts what the model is trained on.
 
 Strategies (``k`` noisy interactions per user: ``round(ratio * n_train)`` with ``per="sequence"``,
 or ``round(ratio * total)`` positions spread uniformly over all training rows with
-``per="global"``):
+``per="global"``; with ``users < 1`` only that share of the users, drawn with the seed, is
+corrupted, the ratio holding within their sequences, and the others stay clean, so that noisy
+and clean sequences can be told apart):
 
 * ``replace``: k training items are replaced by uniformly random other items (ATJT).
 * ``insert``: k uniformly random items are inserted at random positions (HSD, MGSD-WSS).
@@ -47,6 +49,8 @@ class NoiseConfig:
     """Noisy interactions relative to the clean training interactions (0 = none)."""
     per: str = "sequence"
     """``sequence``: the ratio holds in every sequence; ``global``: over the whole log."""
+    users: float = 1.0
+    """Share of the users whose training sequences are corrupted (the others stay clean)."""
     seed: int = 0
     """Seed of positions and items."""
     candidates: int = 20
@@ -57,6 +61,7 @@ class NoiseConfig:
     def __post_init__(self) -> None:
         check_choice("noise.kind", self.kind, STRATEGIES)
         check_choice("noise.per", self.per, PER)
+        check_range("noise.users", self.users, 0, 1, low_open=True)
         # replacing more than every training item is impossible; insertion may double it
         high = 1.0 if self.kind == "replace" else 10.0
         check_range(f"noise.ratio (kind {self.kind})", self.ratio, 0, high, high_open=high > 1)
@@ -66,11 +71,17 @@ class NoiseConfig:
 
 
 def _noise_counts(n_train: np.ndarray, config: NoiseConfig, rng: np.random.Generator) -> np.ndarray:
-    """Noisy interactions per user."""
+    """Noisy interactions per user (0 for the users left clean)."""
+    users = np.arange(len(n_train))
+    if config.users < 1:
+        chosen = int(round(config.users * len(n_train)))
+        users = np.sort(rng.permutation(len(n_train))[:chosen])
+    counts = np.zeros(len(n_train), dtype=np.int64)
     if config.per == "sequence":
-        return np.rint(config.ratio * n_train).astype(np.int64)
-    total = int(round(config.ratio * n_train.sum()))
-    owners = np.repeat(np.arange(len(n_train)), n_train)
+        counts[users] = np.rint(config.ratio * n_train[users])
+        return counts
+    total = int(round(config.ratio * n_train[users].sum()))
+    owners = np.repeat(users, n_train[users])
     return np.bincount(rng.choice(owners, size=total, replace=True), minlength=len(n_train))
 
 
