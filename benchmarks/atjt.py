@@ -19,6 +19,7 @@ of every training sequence's items replaced (``noise.kind=replace``), one thread
 
 ``--set noise.users=0.5`` corrupts half the users and leaves the others clean, so that the
 input label compares noisy with clean sequences (ATJT weighs a sequence, not an item).
+``--summary DIR ...`` tabulates finished runs (one per seed) as means with 95 % t intervals.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from atjt_gain import FAST_MODE, PROTOCOL
+from atjt_gain import FAST_MODE, PROTOCOL, mean_interval
 
 from denoiserec.noise.detection import roc_auc
 from denoiserec.noise.scores import surprise_scores
@@ -57,6 +58,31 @@ def input_sums(values: np.ndarray, split, max_len: int) -> tuple[np.ndarray, np.
     return totals[targets] - totals[first], targets - first
 
 
+def summarise(folders: list[Path], output: Path) -> None:
+    """Mean and 95 % t interval over the runs in ``folders`` of every figure, as a table."""
+    reports = [json.loads((folder / "atjt_weights.json").read_text()) for folder in folders]
+    rows = [("noise models' own corrupted rows", [r["artificial"] for r in reports])]
+    rows += [(name, [r["injected"][name] for r in reports]) for name in reports[0]["injected"]]
+    for parts in (p for _, group in rows for p in group):
+        parts["gap"] = parts["w_clean"] - parts["w_noisy"]  # paired within each run
+    columns = ("share", "w_noisy", "w_clean", "gap", "auc_atjt", "auc_surprise")
+    header = " | ".join(columns).replace("gap", "w_clean - w_noisy")
+    lines = [f"{len(reports)} runs: {', '.join(str(f) for f in folders)}", "",
+             f"| instances | {header} |", "|---" * (len(columns) + 1) + "|"]
+    summary = {}
+    for name, parts in rows:
+        cells = {c: mean_interval([p[c] for p in parts]) for c in columns
+                 if all(p.get(c) is not None for p in parts)}
+        summary[name] = cells
+        lines.append(f"| {name} | " + " | ".join(
+            f"{cells[c][0]:.3f} ± {cells[c][1]:.3f}" if c in cells else "-" for c in columns)
+            + " |")
+    print("\n".join(lines))
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "summary.md").write_text("\n".join(lines) + "\n")
+    (output / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-100k")
@@ -69,7 +95,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--output", type=Path, default=Path("benchmarks/out/atjt-ml-100k"))
     parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--summary", type=Path, nargs="+",
+                        help="tabulate these finished runs into --output instead of training")
     args = parser.parse_args()
+    if args.summary:
+        summarise(args.summary, args.output)
+        return
     config = load_config(overrides=[
         f"model={args.model}", f"dataset={args.dataset}", f"epochs={args.epochs}",
         f"seed={args.seed}", "train.threads=1", "train.progress=false", "train.reweight=atjt",

@@ -82,11 +82,16 @@ def run_one(args: argparse.Namespace, seed: int, variant: str) -> dict:
 def paired(runs: list[dict], variant: str, metric: str) -> tuple[float, float]:
     """Mean of variant - none over seeds and its 95 % t half-width (nan for one seed)."""
     base = {r["seed"]: r[metric] for r in runs if r["variant"] == "none"}
-    diff = np.array([r[metric] - base[r["seed"]] for r in runs
-                     if r["variant"] == variant and r["seed"] in base])
-    half = (T975.get(len(diff) - 1, 1.96) * diff.std(ddof=1) / np.sqrt(len(diff))
-            if len(diff) > 1 else float("nan"))
-    return float(diff.mean()), float(half)
+    return mean_interval([r[metric] - base[r["seed"]] for r in runs
+                          if r["variant"] == variant and r["seed"] in base])
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and 95 % t half-width over seeds (nan for one value)."""
+    values = np.asarray(values, dtype=np.float64)
+    half = (T975.get(len(values) - 1, 1.96) * values.std(ddof=1) / np.sqrt(len(values))
+            if len(values) > 1 else float("nan"))
+    return float(values.mean()), float(half)
 
 
 def table(runs: list[dict], variants: list[str], metrics: tuple[str, ...]) -> str:
