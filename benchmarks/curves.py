@@ -1,9 +1,11 @@
 """Valid-metric curves of every run under a folder, from each run's recorded history.
 
     .venv/bin/python benchmarks/curves.py benchmarks/out/converged-ml-100k-fast \
-        --output curves.png [--metric ndcg@10] [--parts kept,weight_entropy]
+        --output curves.png [--metric ndcg@10] [--parts kept,weight_entropy] [--colour-by variant]
 
-One line per run directory (``metrics.json``), coloured by model; the selected epoch is marked.
+One line per run directory (``metrics.json``), coloured by model (or, with ``--colour-by
+variant``, by the run folder's name before ``-seed``: ``atjt_gain.py``'s variants); the selected
+epoch is marked.
 ``--parts`` adds one panel per loss part (e.g. a denoiser's keep rate and weight entropy).
 """
 
@@ -25,17 +27,21 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--metric", default="ndcg@10")
     parser.add_argument("--parts", default="", help="comma-separated loss parts to plot too")
+    parser.add_argument("--colour-by", choices=("model", "variant"), default="model")
     args = parser.parse_args()
     runs = sorted(p.parent for p in args.folder.rglob("metrics.json"))
     parts = [p for p in args.parts.split(",") if p]
     figure, axes = plt.subplots(1, 1 + len(parts), figsize=(6 * (1 + len(parts)), 4),
                                 squeeze=False)
-    models = sorted({json.loads((r / "metrics.json").read_text())["model"] for r in runs})
-    colours = {m: f"C{i}" for i, m in enumerate(models)}
-    for run in runs:
-        report = json.loads((run / "metrics.json").read_text())
+    reports = {run: json.loads((run / "metrics.json").read_text()) for run in runs}
+
+    def group(run: Path) -> str:
+        return reports[run]["model"] if args.colour_by == "model" else run.name.split("-seed")[0]
+
+    colours = {g: f"C{i}" for i, g in enumerate(sorted({group(run) for run in runs}))}
+    for run, report in reports.items():
         epochs = [e["epoch"] for e in report["epochs"]]
-        colour = colours[report["model"]]
+        colour = colours[group(run)]
         values = [e["valid"][args.metric] for e in report["epochs"]]
         axes[0][0].plot(epochs, values, color=colour, alpha=0.7, label=run.name)
         if report["epochs"]:
