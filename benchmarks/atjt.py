@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from atjt_gain import FAST_MODE, PROTOCOL, mean_interval
 
+from denoiserec.atomic import atomic_write_text
 from denoiserec.noise.detection import roc_auc
 from denoiserec.noise.scores import surprise_scores
 from denoiserec.run import make_trainer, prepare
@@ -79,8 +80,8 @@ def summarise(folders: list[Path], output: Path) -> None:
             + " |")
     print("\n".join(lines))
     output.mkdir(parents=True, exist_ok=True)
-    (output / "summary.md").write_text("\n".join(lines) + "\n")
-    (output / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(output / "summary.md", "\n".join(lines) + "\n")
+    atomic_write_text(output / "summary.json", json.dumps(summary, indent=1))
 
 
 def main() -> None:
@@ -135,7 +136,7 @@ def main() -> None:
             "w_clean": float(weights[~label].mean()), "auc_atjt": roc_auc(1 - weights, label),
             "auc_surprise": roc_auc(baselines[name], label) if name in baselines else None}
     print(json.dumps(report, indent=2))
-    (args.output / "atjt_weights.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(args.output / "atjt_weights.json", json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
