@@ -6,16 +6,20 @@
         --output benchmarks/out/atjt-beauty-fast
 
 Trains a model (SASRec by default) with ``train.reweight=atjt`` on the dataset with ``ratio``
-of every training sequence's items replaced (``noise.kind=replace``), one thread, then prints:
+of every training sequence's items replaced (``noise.kind=replace``), one thread, through the
+one training path (``train_config``: resumable, its test metrics in ``metrics.json``; a finished
+run is only re-tested), then prints, from the last epoch's models:
 
 * the Table 5 analogue: mean weight of the noise models' corrupted vs original rows (their own
   artificial noise batches, last epoch: ``w_noisy`` / ``w_clean`` of the loss parts);
-* on the injected noise, over every training instance (a prefix and its target row): the
-  mean weight w of instances whose target is injected vs clean, of those whose last history
-  item is injected vs clean, and of those whose input (the last ``max_len`` items before the
-  target) holds any injected item vs none, with the ROC-AUC of 1 - w for each label, next to
-  the surprise baseline of the same trained model (``noise.scores.surprise_scores``): of the
-  target, or its mean over the input for the input label.
+* on the injected noise, over every training instance (a prefix and its target row), for four
+  labels: its target is injected; its last input item is; its input (the last ``max_len``
+  items before the target) holds any injected item; and, over each user's last instance only,
+  that input holds one. For each: the mean weight w of the noisy and the clean instances and the
+  ROC-AUC of 1 - w, next to two baselines: the surprise of the same trained model
+  (``noise.scores.surprise_scores``; of the item for the item labels, its mean over the input's
+  rows that have a prefix for the input labels) and the input's length alone (longer inputs
+  hold more items, so they are likelier to hold an injected one).
 
 ``--set noise.users=0.5`` corrupts half the users and leaves the others clean, so that the
 input label compares noisy with clean sequences (ATJT weighs a sequence, not an item).
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +38,10 @@ import torch
 from atjt_gain import FAST_MODE, PROTOCOL, mean_interval
 
 from denoiserec.atomic import atomic_write_text
+from denoiserec.errors import DenoiserecError
 from denoiserec.noise.detection import roc_auc
 from denoiserec.noise.scores import surprise_scores
-from denoiserec.run import make_trainer, prepare
+from denoiserec.run import make_trainer, prepare, train_config
 from denoiserec.runconfig import load_config
 
 
@@ -59,6 +64,41 @@ def input_sums(values: np.ndarray, split, max_len: int) -> tuple[np.ndarray, np.
     return totals[targets] - totals[first], targets - first
 
 
+def last_instances(split) -> np.ndarray:
+    """Index of every user's last training instance (its longest input)."""
+    order = np.lexsort((split.train_targets, split.train_users))
+    users = split.train_users[order]
+    return order[np.r_[users[1:] != users[:-1], True]]
+
+
+def measure(trainer, max_len: int) -> dict[str, dict[str, float | None]]:
+    """The weights against each injected-noise label, with the surprise and length baselines."""
+    split = trainer.split
+    log, targets = split.log, split.train_targets
+    weights = instance_weights(trainer)
+    held, lengths = input_sums(log.is_noise, split, max_len)
+    surprise = surprise_scores(trainer.model, log, max_len, trainer.device)
+    has_prefix = np.ones(log.n_interactions, dtype=bool)
+    has_prefix[log.offsets[:-1][log.lengths > 0]] = False  # a user's first row: no surprise
+    total, _ = input_sums(np.where(has_prefix, surprise, 0.0), split, max_len)
+    counted, _ = input_sums(has_prefix, split, max_len)
+    input_surprise = total / np.maximum(counted, 1)
+    every, last = np.arange(len(targets)), last_instances(split)
+    cases = {"target injected": (every, log.is_noise[targets], surprise[targets]),
+             "last history item injected": (every, log.is_noise[targets - 1],
+                                            surprise[targets - 1]),
+             "input holds an injected item": (every, held > 0, input_surprise),
+             "a user's last input holds one": (last, held[last] > 0, input_surprise[last])}
+    out = {}
+    for name, (rows, label, baseline) in cases.items():
+        w = weights[rows]
+        out[name] = {"share": float(label.mean()), "w_noisy": float(w[label].mean()),
+                     "w_clean": float(w[~label].mean()), "auc_atjt": roc_auc(1 - w, label),
+                     "auc_surprise": roc_auc(baseline, label),
+                     "auc_length": roc_auc(lengths[rows].astype(np.float64), label)}
+    return out
+
+
 def summarise(folders: list[Path], output: Path) -> None:
     """Mean and 95 % t interval over the runs in ``folders`` of every figure, as a table."""
     reports = [json.loads((folder / "atjt_weights.json").read_text()) for folder in folders]
@@ -66,7 +106,7 @@ def summarise(folders: list[Path], output: Path) -> None:
     rows += [(name, [r["injected"][name] for r in reports]) for name in reports[0]["injected"]]
     for parts in (p for _, group in rows for p in group):
         parts["gap"] = parts["w_clean"] - parts["w_noisy"]  # paired within each run
-    columns = ("share", "w_noisy", "w_clean", "gap", "auc_atjt", "auc_surprise")
+    columns = ("share", "w_noisy", "w_clean", "gap", "auc_atjt", "auc_surprise", "auc_length")
     header = " | ".join(columns).replace("gap", "w_clean - w_noisy")
     lines = [f"{len(reports)} runs: {', '.join(str(f) for f in folders)}", "",
              f"| instances | {header} |", "|---" * (len(columns) + 1) + "|"]
@@ -108,36 +148,23 @@ def main() -> None:
         "noise.kind=replace", f"noise.ratio={args.ratio}", "noise.seed=0",
         *([f"protocol={PROTOCOL[args.dataset]}", *FAST_MODE] if args.fast else []),
         *args.overrides])
+    result = train_config(config, args.output)  # resumes; a finished run only re-tests
     split = prepare(config)
-    args.output.mkdir(parents=True, exist_ok=True)
     trainer = make_trainer(config, split, args.output)
-    started = time.perf_counter()
-    trainer.fit()
-    seconds = time.perf_counter() - started
+    trainer.resume()  # the last epoch's recommender and noise models
     parts = trainer.state.history[-1]["loss_parts"]
-    weights = instance_weights(trainer)
-    noise, max_len = split.log.is_noise, config.data.max_len
-    injected_inputs, _ = input_sums(noise, split, max_len)
-    labels = {"target injected": noise[split.train_targets],
-              "last history item injected": noise[split.train_targets - 1],
-              "input holds an injected item": injected_inputs > 0}
-    row_surprise = surprise_scores(trainer.model, split.log, max_len, trainer.device)
-    input_surprise, input_rows = input_sums(row_surprise, split, max_len)
-    baselines = {"target injected": row_surprise[split.train_targets],
-                 "input holds an injected item": input_surprise / np.maximum(input_rows, 1)}
     report = {"dataset": args.dataset, "model": args.model, "ratio": args.ratio,
-              "epochs": args.epochs, "seed": args.seed, "train_seconds": round(seconds, 1),
-              "valid_ndcg@10": trainer.state.history[-1]["valid"]["ndcg@10"],
+              "epochs": args.epochs, "seed": args.seed, "overrides": args.overrides,
+              "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+              "test": result.test,
               "artificial": {"w_noisy": parts["w_noisy"], "w_clean": parts["w_clean"]},
-              "injected": {}}
-    for name, label in labels.items():
-        report["injected"][name] = {
-            "share": float(label.mean()), "w_noisy": float(weights[label].mean()),
-            "w_clean": float(weights[~label].mean()), "auc_atjt": roc_auc(1 - weights, label),
-            "auc_surprise": roc_auc(baselines[name], label) if name in baselines else None}
+              "injected": measure(trainer, config.data.max_len)}
     print(json.dumps(report, indent=2))
     atomic_write_text(args.output / "atjt_weights.json", json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DenoiserecError as err:  # one line naming the problem, as the CLI does
+        sys.exit(f"error: {err}")

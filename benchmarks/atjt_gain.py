@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from denoiserec.atomic import atomic_write_text
+from denoiserec.errors import DenoiserecError
 from denoiserec.run import train_config
 from denoiserec.runconfig import load_config
 
@@ -155,4 +157,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DenoiserecError as err:  # one line naming the problem, as the CLI does
+        sys.exit(f"error: {err}")
