@@ -19,7 +19,8 @@ run is only re-tested), then prints, from the last epoch's models:
   ROC-AUC of 1 - w, next to two baselines: the surprise of the same trained model
   (``noise.scores.surprise_scores``; of the item for the item labels, its mean over the input's
   rows that have a prefix for the input labels) and the input's length alone (longer inputs
-  hold more items, so they are likelier to hold an injected one).
+  hold more items, so they are likelier to hold an injected one); and both AUCs again over the
+  pairs of equal input length only, which removes that confound.
 
 ``--set noise.users=0.5`` corrupts half the users and leaves the others clean, so that the
 input label compares noisy with clean sequences (ATJT weighs a sequence, not an item).
@@ -71,6 +72,20 @@ def last_instances(split) -> np.ndarray:
     return order[np.r_[users[1:] != users[:-1], True]]
 
 
+def auc_same_length(scores: np.ndarray, label: np.ndarray, lengths: np.ndarray) -> float | None:
+    """ROC-AUC over the (noisy, clean) pairs of equal input length only: the per-length AUCs
+    weighted by their number of pairs (None when no length has both kinds)."""
+    total = pairs = 0.0
+    for length in np.unique(lengths):  # at most max_len values
+        part = lengths == length
+        noisy = int(label[part].sum())
+        clean = int(part.sum()) - noisy
+        if noisy and clean:
+            total += roc_auc(scores[part], label[part]) * noisy * clean
+            pairs += noisy * clean
+    return total / pairs if pairs else None
+
+
 def measure(trainer, max_len: int) -> dict[str, dict[str, float | None]]:
     """The weights against each injected-noise label, with the surprise and length baselines."""
     split = trainer.split
@@ -91,11 +106,13 @@ def measure(trainer, max_len: int) -> dict[str, dict[str, float | None]]:
              "a user's last input holds one": (last, held[last] > 0, input_surprise[last])}
     out = {}
     for name, (rows, label, baseline) in cases.items():
-        w = weights[rows]
+        w, length = weights[rows], lengths[rows]
         out[name] = {"share": float(label.mean()), "w_noisy": float(w[label].mean()),
                      "w_clean": float(w[~label].mean()), "auc_atjt": roc_auc(1 - w, label),
                      "auc_surprise": roc_auc(baseline, label),
-                     "auc_length": roc_auc(lengths[rows].astype(np.float64), label)}
+                     "auc_length": roc_auc(length.astype(np.float64), label),
+                     "auc_atjt_same_length": auc_same_length(1 - w, label, length),
+                     "auc_surprise_same_length": auc_same_length(baseline, label, length)}
     return out
 
 
@@ -106,7 +123,8 @@ def summarise(folders: list[Path], output: Path) -> None:
     rows += [(name, [r["injected"][name] for r in reports]) for name in reports[0]["injected"]]
     for parts in (p for _, group in rows for p in group):
         parts["gap"] = parts["w_clean"] - parts["w_noisy"]  # paired within each run
-    columns = ("share", "w_noisy", "w_clean", "gap", "auc_atjt", "auc_surprise", "auc_length")
+    columns = ("share", "w_noisy", "w_clean", "gap", "auc_atjt", "auc_surprise", "auc_length",
+               "auc_atjt_same_length", "auc_surprise_same_length")
     header = " | ".join(columns).replace("gap", "w_clean - w_noisy")
     lines = [f"{len(reports)} runs: {', '.join(str(f) for f in folders)}", "",
              f"| instances | {header} |", "|---" * (len(columns) + 1) + "|"]
