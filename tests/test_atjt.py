@@ -29,7 +29,7 @@ from tests.conftest import interrupt_after_epoch
 N_ITEMS, MAX_LEN = 13, 7
 LENGTHS = (1, 2, 3, 5, 6, 7, 7, 4)
 TINY = {"n_layers": 1, "n_heads": 2, "hidden_size": 16, "inner_size": 32, "embedding_size": 8}
-RECOMMENDERS = ("sasrec", "gru4rec", "bert4rec", "msdccl")
+RECOMMENDERS = ("sasrec", "gru4rec", "bert4rec", "fmlp", "msdccl", "mgsd-wss", "end4rec")
 
 
 def _model(name: str, seed: int = 0):
@@ -64,6 +64,8 @@ def test_per_sample_mean_is_the_recommendation_term(name, kind, window):
     model = _model(name)
     if window and not model.window_training:
         pytest.skip(f"{name} trains on prefixes only")
+    if name == "mgsd-wss" and kind == "sampled":
+        pytest.skip("MGSD-WSS trains with ce or bpr")
     batch = _batch(window=window and model.window_training == "next",
                    negatives=2 if kind == "bpr" else 0)
     output = model.loss(batch, Objective(kind, n_negatives=2 if kind == "bpr" else 5))
@@ -71,7 +73,7 @@ def test_per_sample_mean_is_the_recommendation_term(name, kind, window):
     assert output.per_sample is not None and output.per_sample.shape == (len(batch),)
     mean = float(output.per_sample.detach().mean())
     assert mean == pytest.approx(term, rel=1e-5)
-    if name != "msdccl":  # msdccl's loss has further terms
+    if name not in ("msdccl", "mgsd-wss", "end4rec"):  # their losses have further terms
         assert mean == pytest.approx(float(output.loss.detach()), rel=1e-5)
     assert output.per_sample.requires_grad
 
@@ -98,7 +100,9 @@ def test_msdccl_curriculum_leaves_the_hardest_rows_out_of_per_sample():
 
 # -- ATJT on the one trainer -------------------------------------------------------------------
 SMALL = {"msdccl": ["model.backbone.hidden_size=16", "model.backbone.inner_size=16",
-                    "model.inner_size=32", "model.n_layers=1"]}
+                    "model.inner_size=32", "model.n_layers=1"],
+         "mgsd-wss": ["model.backbone.hidden_size=16", "model.backbone.inner_size=16",
+                      "model.inner_size=32", "model.n_layers=1"]}
 TRAIN = ["batch_size=32", "train.progress=false", "max_len=10", "train.patience=100",
          "train.reweight=atjt", "train.atjt.hidden_sizes=[32, 16]"]
 
@@ -232,7 +236,8 @@ def test_uniform_weights_leave_the_recommendation_term_unchanged(tiny_log, tmp_p
 
 @pytest.mark.parametrize("model,mode", [("sasrec", "prefix"), ("sasrec", "window"),
                                         ("gru4rec", "prefix"), ("bert4rec", "window"),
-                                        ("msdccl", "prefix")])
+                                        ("msdccl", "prefix"), ("mgsd-wss", "prefix"),
+                                        ("fmlp", "prefix"), ("end4rec", "prefix")])
 def test_reweighting_trains_every_backbone(tiny_log, tmp_path, model, mode):
     trainer = _trainer(tiny_log, tmp_path, f"train.instances={mode}", model=model)
     before_g = [p.detach().clone() for p in trainer.reweighter.models.parameters()]

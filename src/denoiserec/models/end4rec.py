@@ -57,7 +57,7 @@ from torch import nn
 from denoiserec.config import check_choice, check_range
 from denoiserec.data.batches import Batch
 from denoiserec.errors import ConfigError
-from denoiserec.models.base import ModelOutput, SequentialRecommender
+from denoiserec.models.base import ModelOutput, SequentialRecommender, row_shares, target_losses
 from denoiserec.models.behaviour import MAX_BEHAVIOURS, behaviour_ids
 from denoiserec.models.denoiser import Denoising, liveness
 from denoiserec.models.registry import register
@@ -70,7 +70,7 @@ from denoiserec.nn.fft import (
     right_align,
 )
 from denoiserec.nn.gumbel import ratio_keep
-from denoiserec.nn.losses import Objective, next_item_loss
+from denoiserec.nn.losses import Objective
 from denoiserec.nn.transformer import init_bert_weights
 
 PREFERENCES = ("learned", "poisson")
@@ -295,8 +295,10 @@ class END4Rec(SequentialRecommender):
         stage = self.stage if c.staged else 4
         parts = self.decompose(batch)
         items = self.item_embeddings()
-        rec = next_item_loss(self.readout(parts), items, batch.targets, objective,
-                             batch.negatives)
+        losses = target_losses(self.readout(parts), items, batch.targets, objective,
+                               batch.negatives)
+        per_sample = row_shares(losses, (batch.targets != 0)[:, None])  # for train.reweight
+        rec = losses.mean()
         total, logged = rec, {"rec": float(rec.detach())}
         logged.update(liveness(self._judgement(parts, batch), batch.padding_mask))
         if stage in (1, 4) and c.reg_weight > 0:
@@ -314,4 +316,4 @@ class END4Rec(SequentialRecommender):
                 cl = cl + ordering_loss(q(parts.s_sp), q(parts.s_hp), q(parts.s_sn))
             total = total + c.contrast_weight * cl  # Eq. 11
             logged["cl"] = float(cl.detach())
-        return ModelOutput(loss=total, parts=logged)
+        return ModelOutput(loss=total, parts=logged, per_sample=per_sample)

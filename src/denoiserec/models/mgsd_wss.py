@@ -397,4 +397,4 @@ class MGSDWSS(SequentialRecommender):
             ws = self.weak_supervision(batch)
             total = total + c.ws_weight * ws
             logged["ws"] = float(ws.detach())
-        return ModelOutput(loss=total, parts=logged)
+        return ModelOutput(loss=total, parts=logged, per_sample=per_sample)
