@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from denoiserec.data.batches import Batch
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.models import build_model
 from denoiserec.models.fmlp import FMLPRecConfig
@@ -110,3 +111,25 @@ def test_fmlp_behaviour_embedding_is_used():
     loss = model.loss(batch, Objective()).loss
     loss.backward()
     assert model.behaviour_embedding.weight.grad[1:3].abs().sum() > 0
+
+
+@pytest.mark.parametrize("length", [7, 8, 50])
+def test_filter_at_the_last_slot_equals_the_full_filter_there(length: int):
+    layer = LearnableFilter(length, 6, dropout=0.0, eps=1e-12)
+    with torch.no_grad():
+        layer.weight.normal_()
+        x = torch.randn(4, length, 6)
+        assert torch.allclose(layer.at_last_slot(x), layer(x)[:, -1], atol=1e-5)
+
+
+def test_fmlp_last_slot_representation_equals_the_full_encoder():
+    torch.manual_seed(0)
+    model = build_model(FMLPRecConfig(hidden_size=8, inner_size=16, n_layers=3), 20, 9).eval()
+    lengths = torch.tensor([1, 4, 9, 9, 2])
+    items = torch.where(torch.arange(9)[None] < lengths[:, None], torch.randint(1, 21, (5, 9)), 0)
+    batch = Batch(items=items, lengths=lengths, targets=torch.ones(5, dtype=torch.long),
+                  users=torch.arange(5), rows=torch.where(items > 0, 1, -1))
+    with torch.no_grad():
+        model.encoder.filters[-1].weight.normal_()  # a filter far from its tiny init
+        assert torch.allclose(model.sequence_representation(batch), model.encode(batch)[:, -1],
+                              atol=1e-5)

@@ -242,7 +242,8 @@ def test_cloze_fine_tuning_masks_exactly_the_last_item() -> None:
     batch = _batch()
     for seed in range(5):
         torch.manual_seed(seed)
-        masked, predicted = cloze_mask(batch.items, batch.lengths, 0.5, 1.0, 3)
+        masked, predicted, last_only = cloze_mask(batch.items, batch.lengths, 0.5, 1.0, 3)
+        assert last_only
         expected = torch.zeros_like(masked)
         expected[torch.arange(len(batch)), batch.lengths - 1] = True
         assert torch.equal(masked, expected) and torch.equal(predicted, expected)
@@ -253,7 +254,9 @@ def test_cloze_masking_against_naive_rule(max_predictions: int) -> None:
     batch = _batch()
     for seed in range(10):
         torch.manual_seed(seed)
-        masked, predicted = cloze_mask(batch.items, batch.lengths, 0.5, 0.0, max_predictions)
+        masked, predicted, last_only = cloze_mask(batch.items, batch.lengths, 0.5, 0.0,
+                                                  max_predictions)
+        assert not last_only
         assert not (masked & (batch.items == 0)).any()  # padding is never masked
         assert not (predicted & ~masked).any()  # predicted is a subset of masked
         for b in range(len(batch)):

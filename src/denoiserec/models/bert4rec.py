@@ -21,6 +21,7 @@ Differences from RecBole 1.2.1, where RecBole departs from the paper's intent:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,6 @@ from denoiserec.data.batches import Batch
 from denoiserec.models.base import (
     ModelOutput,
     SequentialRecommender,
-    gather_last,
     row_shares,
 )
 from denoiserec.models.registry import register
@@ -74,22 +74,31 @@ class BERT4RecConfig:
         check_range("model.ft_ratio", self.ft_ratio, 0, 1)
 
 
-def cloze_mask(items: torch.Tensor, lengths: torch.Tensor, mask_ratio: float, ft_ratio: float,
-               max_predictions: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """RecBole's MaskItemSequence, vectorised.
+class ClozeMask(NamedTuple):
+    """Which input items a Cloze batch hides and predicts.
 
-    Returns:
+    Attributes:
         masked: (B, L) True where the input item is replaced by the mask token.
         predicted: (B, L) True where the loss is computed (a subset of ``masked``).
+        last_only: True for a fine-tuning batch (only each row's last item masked).
     """
+
+    masked: torch.Tensor
+    predicted: torch.Tensor
+    last_only: bool
+
+
+def cloze_mask(items: torch.Tensor, lengths: torch.Tensor, mask_ratio: float, ft_ratio: float,
+               max_predictions: int) -> ClozeMask:
+    """RecBole's MaskItemSequence, vectorised."""
     B, L = items.shape
     positions = torch.arange(L, device=items.device)[None, :]
     if torch.rand(()) < ft_ratio:  # one draw per batch
         masked = positions == (lengths - 1)[:, None]
-        return masked, masked
+        return ClozeMask(masked, masked, last_only=True)
     masked = (torch.rand(B, L, device=items.device) < mask_ratio) & (items != 0)
     from_end = masked.flip(1).cumsum(1).flip(1)  # masked positions at or after each position
-    return masked, masked & (from_end <= max_predictions)
+    return ClozeMask(masked, masked & (from_end <= max_predictions), last_only=False)
 
 
 @register
@@ -121,9 +130,11 @@ class BERT4Rec(SequentialRecommender):
         for module in (self.output_ffn, self.output_norm):
             init_bert_weights(module, config.initializer_range)
 
-    def _encode_items(self, items: torch.Tensor) -> torch.Tensor:
-        x = self.backbone(self.item_embedding(items), items)  # §3.3-3.4
-        return self.output_norm(F.gelu(self.output_ffn(x)))  # (B, L, H), Eq. 7
+    def _encode_items(self, items: torch.Tensor,
+                      query: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, H), or (B, H) at positions ``query`` (B,) (the last block only there)."""
+        x = self.backbone(self.item_embedding(items), items, query)  # §3.3-3.4
+        return self.output_norm(F.gelu(self.output_ffn(x)))  # Eq. 7
 
     def encode(self, batch: Batch) -> torch.Tensor:
         return self._encode_items(batch.items)
@@ -132,15 +143,22 @@ class BERT4Rec(SequentialRecommender):
         return self.item_embedding.weight[: self.n_items + 1]  # without the mask token
 
     def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
-        masked, predicted = cloze_mask(batch.items, batch.lengths, self.config.mask_ratio,
-                                       self.config.ft_ratio, self.max_predictions)
-        hidden = self._encode_items(batch.items.masked_fill(masked, self.mask_token))
+        masked, predicted, last_only = cloze_mask(
+            batch.items, batch.lengths, self.config.mask_ratio, self.config.ft_ratio,
+            self.max_predictions)
+        inputs = batch.items.masked_fill(masked, self.mask_token)
+        labels = batch.items[predicted]  # (n,) row-major
+        if last_only:  # one read per row: the last block at the last item only
+            hidden = self._encode_items(inputs, batch.lengths - 1)[:, None]  # (B, 1, H)
+            predicted = predicted.gather(1, (batch.lengths - 1)[:, None])
+        else:
+            hidden = self._encode_items(inputs)
         logits = hidden[predicted] @ self.item_embeddings().T + self.output_bias  # (n, items)
         if logits.shape[0] == 0:  # nothing masked in this batch: no signal, zero loss
             loss = hidden.sum() * 0.0
             per_sample = hidden.sum((1, 2)) * 0.0
         else:
-            losses = F.cross_entropy(logits, batch.items[predicted], reduction="none")  # (n,)
+            losses = F.cross_entropy(logits, labels, reduction="none")  # (n,)
             loss = losses.mean()
             per_sample = row_shares(losses, predicted)  # a row's share of the Cloze mean
         return ModelOutput(loss=loss, parts={"cloze": float(loss.detach())},
@@ -158,7 +176,7 @@ class BERT4Rec(SequentialRecommender):
 
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
         items, lengths = self._with_mask_appended(batch)
-        return gather_last(self._encode_items(items), lengths)
+        return self._encode_items(items, lengths - 1)  # at the mask token only
 
     def score_all(self, batch: Batch) -> torch.Tensor:
         return self.sequence_representation(batch) @ self.item_embeddings().T + self.output_bias

@@ -103,7 +103,7 @@ class FMLPRec(SequentialRecommender):
         return self.encoder(self.embed(batch))
 
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
-        return self.encode(batch)[:, -1]  # Eq. 10: the last slot
+        return self.encoder(self.embed(batch), last_slot=True)  # Eq. 10: the last slot
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight

@@ -83,6 +83,15 @@ class LearnableFilter(nn.Module):
         filtered = frequency_filter(x, torch.view_as_complex(self.weight))
         return self.norm(x + self.dropout(filtered))
 
+    def at_last_slot(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, D): :meth:`forward` at slot ``L - 1`` only, as the direct sum of the
+        circular convolution there (``irfft(rfft(x) W) = x (*) irfft(W)``): O(L D) a row
+        instead of two FFTs."""
+        length = x.shape[1]
+        kernel = torch.fft.irfft(torch.view_as_complex(self.weight), n=length, dim=0)  # (L, D)
+        filtered = (x * kernel.flip(0)[None]).sum(1)  # sum_k x_k g_(L-1-k)
+        return self.norm(x[:, -1] + self.dropout(filtered))
+
 
 class FilterEncoder(nn.Module):
     """FMLP-Rec's encoder: ``n_layers`` x (learnable filter -> point-wise feed-forward)."""
@@ -95,10 +104,14 @@ class FilterEncoder(nn.Module):
         self.feed_forwards = nn.ModuleList(FeedForward(hidden, inner, dropout, activation, eps)
                                            for _ in range(n_layers))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for filter_layer, feed_forward in zip(self.filters, self.feed_forwards, strict=True):
+    def forward(self, x: torch.Tensor, last_slot: bool = False) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D), or (B, D) at the last slot when ``last_slot``: the last
+        layer then runs there only (the earlier ones must still mix every slot)."""
+        layers = list(zip(self.filters, self.feed_forwards, strict=True))
+        for filter_layer, feed_forward in layers[:-1]:
             x = feed_forward(filter_layer(x))
-        return x
+        filter_layer, feed_forward = layers[-1]
+        return feed_forward(filter_layer.at_last_slot(x) if last_slot else filter_layer(x))
 
 
 class ChunkedSpectralMixer(nn.Module):

@@ -37,6 +37,7 @@ from denoiserec.train.atjt import make_reweighter
 from denoiserec.train.atjt_model import ATJTConfig, check_reweight
 from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
 from denoiserec.train.evaluate import Evaluation, evaluate
+from denoiserec.train.order import BATCH_ORDERS, length_batches, random_batches
 from denoiserec.train.stages import apply_stage
 
 CHECKPOINTS = ("best", "last")  # the run directory's weights: best valid epoch, final epoch
@@ -80,6 +81,11 @@ class TrainConfig:
     window_offsets: bool = False
     """``window`` only: shift each user's cut points by an offset drawn anew every epoch (from
     the seed and the epoch), so no target always sits at the start of a window."""
+    batch_order: str = "auto"
+    """Which instances share a batch (``train/order.py``): ``random`` | ``length`` (shuffled,
+    sorted by input length within chunks of 100 batches, batches shuffled: far less padding
+    on short sequences) | ``auto`` (``length`` for prefix instances, ``random`` for windows).
+    The instances are the same either way."""
     valid_metric: str = "ndcg@10"
     """Early stopping and model selection metric, on the validation set."""
     selection_window: int = 1
@@ -111,6 +117,7 @@ class TrainConfig:
         check_choice("train.loss", self.loss, LOSSES)
         check_choice("train.valid_metric", self.valid_metric, VALID_METRICS)
         check_choice("train.device", self.device, DEVICES)
+        check_choice("train.batch_order", self.batch_order, BATCH_ORDERS)
         check_range("train.lr", self.lr, 0, low_open=True)
         check_range("train.weight_decay", self.weight_decay, 0)
         check_range("train.clip_grad_norm", self.clip_grad_norm, 0)
@@ -256,9 +263,24 @@ class Trainer:
                 batch.targets, self.split.log.n_items, self.objective.n_negatives))
         return batch
 
-    def _order(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.train_config.seed * 100_003 + epoch)
-        return torch.randperm(len(self.instances.users), generator=generator).to(self.device)
+    def _batches(self, epoch: int) -> list[torch.Tensor]:
+        """The epoch's batches of instance indices (``train.batch_order``)."""
+        train, instances = self.train_config, self.instances
+        order = train.batch_order
+        if order == "auto":
+            order = "length" if instances.counted is None else "random"
+        if order == "random":
+            return random_batches(len(instances.users), train.batch_size, train.seed, epoch)
+        return length_batches(self._input_lengths(), train.batch_size, train.seed, epoch)
+
+    def _input_lengths(self) -> torch.Tensor:
+        """(n,) input length of every instance, on the CPU (the batcher's arithmetic)."""
+        instances = self.instances
+        ends = instances.ends.cpu()
+        if instances.counted is not None and self.model.window_training != "cloze":
+            ends = ends - 1  # a next-item window's input stops before its last target
+        starts = self.batcher.starts[instances.users].cpu()
+        return torch.clamp(ends - starts, max=self.max_len)
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int, max_batches: int | None = None,
@@ -270,15 +292,15 @@ class Trainer:
         apply_stage(self.model, epoch, self.optimizer, self.scheduler)  # staged models only
         if self.train_config.window_offsets:
             self.instances = self._instances(epoch)
-        order = self._order(epoch)
-        size = self.train_config.batch_size
+        batches = self._batches(epoch)
+        steps_per_epoch = len(batches)
         total, parts_total, count = 0.0, {}, 0
-        starts = range(0, len(order), size)[:max_batches]
-        bar = tqdm(starts, desc=f"epoch {epoch}", leave=False, unit="batch", mininterval=1.0,
+        bar = tqdm(batches[:max_batches], desc=f"epoch {epoch}", leave=False, unit="batch",
+                   mininterval=1.0,
                    disable=None if self.train_config.progress else True)  # None: tty only
-        for step, start in enumerate(bar):
-            self.model.on_batch_start(epoch, epoch * len(starts) + step)
-            batch = self._batch(order[start:start + size])
+        for step, index in enumerate(bar):
+            self.model.on_batch_start(epoch, epoch * steps_per_epoch + step)
+            batch = self._batch(index.to(self.device))
             output = self.reweighter.reweight(  # per-sample weights (train.reweight)
                 batch, self.model.loss(batch, self.objective), epoch, step)
             loss_value = float(output.loss.detach())
