@@ -1,28 +1,35 @@
-"""Training cost per batch of several models on one dataset, measured alternately in one process.
+"""Training cost of every model of the four papers, before and after a change, in one process.
 
-Models are timed in rounds (each round: ``--batches`` training batches of every model in turn),
-so a machine whose load changes during the measurement slows all of them alike; the table gives
-the median seconds per batch, the ratio to the first model and the projected epoch time.
+Each code version (``--before SRC``: the ``src`` folder of an older checkout, e.g. a git
+worktree; ``after``: this checkout) runs in a worker process that builds every model's trainer
+once; the parent then asks the workers in turn to train ``--batches`` batches of one model, so
+only one measurement runs at a time and a machine whose load drifts slows every model and both
+versions alike (rounds interleave them). Round r trains the first batches of epoch r's order:
+batches are shuffled, so they are a random sample of the epoch's batches, wide and narrow
+alike. The table gives the mean seconds per batch and the projected epoch (mean x batches per
+epoch), per version and the speed-up, and each model's cost relative to the first model.
 
 usage: DENOISEREC_DATA=../shared/data python benchmarks/epoch_cost.py --dataset ml-100k \
-           --models bert4rec,mgsd-wss --config-dir configs [--rounds 3] [--batches 10]
-Each model reads ``configs/<model>-<dataset>.yaml`` when it exists, its defaults otherwise;
-``train.instances=prefix``, batch 256, one thread; ``--set [MODEL:]key=value`` adds overrides.
+           [--models sasrec,bert4rec,fmlp,msdccl,mgsd-wss] [--before ../wt-before/src] \
+           [--rounds 3] [--batches 10] [--output out.json]
+
+The models are the campaign's (``benchmarks/campaign.py``, equal width H = 64, prefix
+instances, batch 256), one thread; ``--set [MODEL:]key=value`` adds overrides.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from denoiserec.run import make_trainer, prepare
-from denoiserec.runconfig import load_config
+HERE = Path(__file__).resolve().parent
 
 
 def scoped(extra: list[str], model: str) -> list[str]:
@@ -38,47 +45,103 @@ def scoped(extra: list[str], model: str) -> list[str]:
     return picked
 
 
-def build(model: str, dataset: str, config_dir: Path, extra: list[str]):
-    path = config_dir / f"{model}-{dataset}.yaml"
-    overrides = [f"model={model}", f"dataset={dataset}", "train.instances=prefix",
-                 "batch_size=256", "train.threads=1", "train.progress=false",
-                 *scoped(extra, model)]
-    config = load_config(path if path.exists() else None, overrides=overrides)
-    return make_trainer(config, prepare(config), Path(tempfile.mkdtemp()))
+def worker(spec: dict) -> None:
+    """Build the trainers, then answer ``{"model", "epoch", "batches"}`` lines with seconds."""
+    import torch
+
+    from campaign import row_config
+    from denoiserec.run import make_trainer, prepare
+
+    torch.set_num_threads(1)
+    trainers, batches = {}, {}
+    for row in spec["rows"]:
+        config = row_config(row, spec["dataset"], 2020,
+                            ["train.progress=false", *scoped(spec["extra"], row)],
+                            legacy=spec["legacy"])
+        trainer = make_trainer(config, prepare(config), Path(tempfile.mkdtemp()))
+        trainers[row] = trainer
+        batches[row] = -(-len(trainer.instances.users) // config.train.batch_size)
+    print(json.dumps({"ready": batches}), flush=True)
+    for line in sys.stdin:
+        ask = json.loads(line)
+        start = time.perf_counter()
+        trainers[ask["model"]].train_epoch(ask["epoch"], max_batches=ask["batches"])
+        print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+
+
+def start_worker(src: Path, spec: dict) -> tuple[subprocess.Popen, dict[str, int]]:
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{HERE}", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    ready = json.loads(process.stdout.readline())["ready"]
+    return process, ready
+
+
+def ask(process: subprocess.Popen, model: str, epoch: int, batches: int) -> float:
+    process.stdin.write(json.dumps({"model": model, "epoch": epoch, "batches": batches}) + "\n")
+    process.stdin.flush()
+    return json.loads(process.stdout.readline())["seconds"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--models", default="bert4rec,mgsd-wss")
-    parser.add_argument("--config-dir", type=Path, default=Path("configs"))
+    parser.add_argument("--models", default="sasrec,bert4rec,fmlp,msdccl,mgsd-wss")
+    parser.add_argument("--before", type=Path, help="src folder of the code to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--set", action="append", default=[], dest="extra")
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    models = args.models.split(",")
-    trainers = {m: build(m, args.dataset, args.config_dir, args.extra) for m in models}
-    seconds: dict[str, list[float]] = {m: [] for m in models}
+    if args.worker:
+        worker(json.loads(args.worker))
+        return
+    rows = args.models.split(",")
+    versions = {"after": HERE.parent / "src"}
+    if args.before:
+        versions = {"before": args.before.resolve(), **versions}
+    workers = {}
+    for name, src in versions.items():
+        spec = {"rows": rows, "dataset": args.dataset, "extra": args.extra,
+                "legacy": name == "before"}
+        workers[name] = start_worker(src, spec)
+    seconds = {(v, m): [] for v in versions for m in rows}
     for round_ in range(args.rounds + 1):  # round 0 warms up
-        for model, trainer in trainers.items():
-            start = time.perf_counter()
-            trainer.train_epoch(round_, max_batches=args.batches)
-            if round_:
-                seconds[model].append((time.perf_counter() - start) / args.batches)
-    batches = -(-len(next(iter(trainers.values())).instances.users) // 256)
-    reference = statistics.median(seconds[models[0]])
-    rows = [{"model": m, "seconds_per_batch": statistics.median(s),
-             "ratio": statistics.median(s) / reference,
-             "epoch_seconds": statistics.median(s) * batches} for m, s in seconds.items()]
-    print(f"| model | s / batch | x {models[0]} | epoch ({batches} batches) |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['model']} | {row['seconds_per_batch']:.3f} | {row['ratio']:.2f} | "
-              f"{row['epoch_seconds']:.0f} s |")
+        for model in rows:
+            for version, (process, _) in workers.items():
+                value = ask(process, model, round_, args.batches) / args.batches
+                if round_:
+                    seconds[version, model].append(value)
+                    print(f"round {round_} {version:6s} {model:16s} {value:.3f} s / batch",
+                          flush=True)
+    for process, _ in workers.values():
+        process.stdin.close()
+        process.wait()
+    table = []
+    for model in rows:
+        row = {"model": model}
+        for version, (_, batches) in workers.items():
+            mean = statistics.mean(seconds[version, model])
+            row[version] = {"seconds_per_batch": mean, "batches": batches[model],
+                            "epoch_seconds": mean * batches[model]}
+        table.append(row)
+    reference = table[0]["after"]["epoch_seconds"]
+    before_reference = table[0]["before"]["epoch_seconds"] if args.before else None
+    print(f"\n{args.dataset}, one thread, {args.rounds} x {args.batches} batches per model "
+          "and version")
+    head = "| model | epoch s before | x first before | epoch s after | x first after | speed-up |"
+    print(head + "\n|---|---|---|---|---|---|")
+    for row in table:
+        after = row["after"]["epoch_seconds"]
+        if args.before:
+            before = row["before"]["epoch_seconds"]
+            print(f"| {row['model']} | {before:.1f} | {before / before_reference:.2f} | "
+                  f"{after:.1f} | {after / reference:.2f} | {before / after:.2f}x |")
+        else:
+            print(f"| {row['model']} | | | {after:.1f} | {after / reference:.2f} | |")
     if args.output:
-        args.output.write_text(json.dumps(rows, indent=2))
+        args.output.write_text(json.dumps(table, indent=2))
 
 
 if __name__ == "__main__":

@@ -200,6 +200,41 @@ def test_clean_round_trips_a_log(log, trained, tmp_path, monkeypatch):
     assert cleaned["extra"].is_monotonic_increasing  # input order kept
 
 
+def test_clean_keep_last_never_drops_a_users_last_rows(log, trained, tmp_path, monkeypatch):
+    from denoiserec import clean as clean_module
+
+    monkeypatch.setattr(clean_module, "load_dataset", lambda _: log)
+    frame = pd.DataFrame({"user_id": log.user_tokens[log.row_users],
+                          "item_id": log.item_tokens[log.items], "timestamp": log.timestamps,
+                          "extra": np.arange(log.n_interactions)})
+    source = tmp_path / "log.csv"
+    frame.to_csv(source, index=False)
+    out = tmp_path / "clean.csv"
+    assert main(["clean", "--run", str(trained), "--input", str(source), "--output", str(out),
+                 "--drop-ratio", "0.3", "--keep-last", "2"]) == 0
+    scored = pd.read_csv(tmp_path / "clean.scored.csv")
+    kept = set(pd.read_csv(out)["extra"])
+    # brute force: each user's last two rows by time (the file is in training order)
+    last_two = set(frame.groupby("user_id", sort=False)["extra"].apply(
+        lambda rows: list(rows)[-2:]).explode())
+    assert last_two <= kept
+    candidates = scored[~scored["extra"].isin(last_two)]
+    dropped = set(frame["extra"]) - kept
+    assert len(dropped) == round(0.3 * len(candidates))
+    top = candidates.sort_values("noise_score", ascending=False, kind="stable")["extra"]
+    assert dropped == set(top.iloc[: len(dropped)])
+
+
+def test_subset_keeps_users_vocabulary_and_order(log):
+    keep = np.random.default_rng(0).random(log.n_interactions) < 0.7
+    part = log.subset(keep)
+    assert part.n_users == log.n_users and part.n_items == log.n_items
+    for user in range(log.n_users):
+        rows = np.arange(log.offsets[user], log.offsets[user + 1])
+        assert part.sequence(user).tolist() == log.items[rows[keep[rows]]].tolist()
+    assert np.array_equal(part.timestamps, log.timestamps[keep])
+
+
 def test_clean_refuses_unknown_items_and_overwriting(log, trained, tmp_path, monkeypatch):
     from denoiserec import clean as clean_module
 

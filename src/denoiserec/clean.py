@@ -159,10 +159,14 @@ def _check_arguments(input_path: Path, output_path: Path, threshold: float | Non
 
 def clean(run_dir: Path, input_path: Path, output_path: Path, threshold: float | None = None,
           drop_ratio: float | None = None, unknown: str = "refuse", force: bool = False,
-          overrides: Sequence[str] = ()) -> CleanReport:
-    """Score and clean ``input_path`` with the run in ``run_dir`` (see the module docstring)."""
+          overrides: Sequence[str] = (), keep_last: int = 0) -> CleanReport:
+    """Score and clean ``input_path`` with the run in ``run_dir`` (see the module docstring);
+    ``keep_last=k`` never flags a user's last k interactions (2: leave-one-out's valid and test
+    targets, so that a model retrained on the cleaned log is tested on the same targets)."""
     run_dir, input_path, output_path = Path(run_dir), Path(input_path), Path(output_path)
     _check_arguments(input_path, output_path, threshold, drop_ratio, unknown, force)
+    if keep_last < 0:
+        raise DataError(f"--keep-last must be 0 or more, got {keep_last}")
     config = load_run_config(run_dir)
     settings = input_settings(config.data, overrides, input_path)
     log_file = read_log_file(input_path, settings.columns or None)
@@ -190,7 +194,9 @@ def clean(run_dir: Path, input_path: Path, output_path: Path, threshold: float |
     scores[np.flatnonzero(known)] = score_log(trainer.model, log, config.data.max_len,
                                               trainer.device)[position]
 
-    flagged = _flag(scores, known, threshold, drop_ratio)
+    candidates = known.copy()
+    candidates[np.flatnonzero(known)] = ~log.last_rows(keep_last)[position]
+    flagged = flag_rows(scores, candidates, threshold, drop_ratio)
     dropped = flagged | (~known if unknown == "drop" else np.zeros(len(raw), bool))
     scored_path = scored_path_for(output_path, input_path)
     _write_scored(scored_path, rows, log_file.layout, scores)
@@ -203,11 +209,13 @@ def clean(run_dir: Path, input_path: Path, output_path: Path, threshold: float |
                        scorer="native" if has_native_scores(trainer.model) else "surprise")
 
 
-def _flag(scores: np.ndarray, known: np.ndarray, threshold: float | None,
-          drop_ratio: float | None) -> np.ndarray:
+def flag_rows(scores: np.ndarray, candidates: np.ndarray, threshold: float | None,
+              drop_ratio: float | None) -> np.ndarray:
+    """(N,) the rows to drop among ``candidates``: scoring at least ``threshold``, or the
+    ``drop_ratio`` share of the candidates with the highest scores (ties: the earlier row)."""
     if threshold is not None:
-        return known & (np.nan_to_num(scores, nan=-np.inf) >= threshold)
-    rows = np.flatnonzero(known)
+        return candidates & (np.nan_to_num(scores, nan=-np.inf) >= threshold)
+    rows = np.flatnonzero(candidates)
     count = int(round(drop_ratio * len(rows)))
     ranked = rows[np.argsort(-scores[rows], kind="stable")][:count]
     flagged = np.zeros(len(scores), dtype=bool)

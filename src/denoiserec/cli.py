@@ -131,7 +131,7 @@ def cmd_clean(args: argparse.Namespace) -> None:
 
     report = clean(args.run, args.input, args.output, threshold=args.threshold,
                    drop_ratio=args.drop_ratio, unknown=args.unknown, force=args.force,
-                   overrides=args.overrides)
+                   overrides=args.overrides, keep_last=args.keep_last)
     print(f"scored {report.interactions} interactions of {report.users} users with "
           f"{report.scorer} noise scores; flagged {report.flagged}"
           f"{f', {report.unknown} with unknown items' if report.unknown else ''}; "
@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     flag.add_argument("--drop-ratio", type=float, help="drop this fraction of top scores")
     clean.add_argument("--unknown", default="refuse", choices=["refuse", "keep", "drop"],
                        help="rows whose item the model does not know")
+    clean.add_argument("--keep-last", type=int, default=0, metavar="K",
+                       help="never flag a user's last K interactions (2: leave-one-out's valid "
+                            "and test targets stay, so a retrained model is tested on them)")
     clean.add_argument("--force", action="store_true", help="replace existing outputs")
     clean.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE",

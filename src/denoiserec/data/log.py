@@ -109,6 +109,25 @@ class Interactions:
     def sequence(self, user: int) -> np.ndarray:
         return self.items[self.offsets[user] : self.offsets[user + 1]]
 
+    def last_rows(self, count: int) -> np.ndarray:
+        """(N,) True on each user's last ``count`` rows (leave-one-out's valid and test targets
+        for ``count=2``)."""
+        from_end = np.repeat(self.offsets[1:], self.lengths) - np.arange(self.n_interactions)
+        return from_end <= count
+
+    def subset(self, keep: np.ndarray, name: str | None = None) -> Interactions:
+        """The log without the rows where ``keep`` (N,) is False: every user and the item
+        vocabulary stay (ids unchanged), each user's kept rows in their order."""
+        keep = np.asarray(keep, dtype=bool)
+        counts = np.bincount(self.row_users[keep], minlength=self.n_users)
+        pick = (lambda a: None if a is None else a[keep])  # noqa: E731
+        return Interactions(
+            offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            items=self.items[keep], user_tokens=self.user_tokens, item_tokens=self.item_tokens,
+            timestamps=pick(self.timestamps), behaviours=pick(self.behaviours),
+            behaviour_tokens=self.behaviour_tokens, is_noise=pick(self.is_noise),
+            test_users=self.test_users, name=self.name if name is None else name)
+
     def statistics(self) -> dict[str, float | int | str]:
         lengths = self.lengths
         counts = np.bincount(self.items, minlength=self.n_items + 1)[1:]
