@@ -196,7 +196,6 @@ def curves(output: Path, cells: list) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from campaign import run_dir
 
     written = []

@@ -48,8 +48,8 @@ def scoped(extra: list[str], model: str) -> list[str]:
 def worker(spec: dict) -> None:
     """Build the trainers, then answer ``{"model", "epoch", "batches"}`` lines with seconds."""
     import torch
-
     from campaign import row_config
+
     from denoiserec.run import make_trainer, prepare
 
     torch.set_num_threads(1)
