@@ -136,7 +136,7 @@ def test_each_noise_model_weights_only_its_group_and_learns_only_from_the_others
     for n, model in enumerate(atjt.models):
         model.register_forward_pre_hook(
             lambda _m, args, n=n: calls[n].append(set(atjt.groups[args[3]].tolist())))
-    batch = trainer._batch(trainer._order(0)[:32])
+    batch = trainer._batch(trainer._batches(0)[0][:32])
     atjt.reweight(batch, trainer.model.loss(batch, trainer.objective), epoch=0, step=0)
     for n in range(n_groups):
         weighting = [groups for groups in calls[n] if groups == {n}]
@@ -211,7 +211,7 @@ def test_joint_gradient_reaches_the_weights_as_derived():
 def test_the_recommendation_loss_alone_reaches_the_noise_model_unless_detached(
         tiny_log, tmp_path, variant):
     trainer = _trainer(tiny_log, tmp_path, "train.atjt.alpha=0", f"train.atjt.variant={variant}")
-    batch = trainer._batch(trainer._order(0)[:32])
+    batch = trainer._batch(trainer._batches(0)[0][:32])
     output = trainer.reweighter.reweight(batch, trainer.model.loss(batch, trainer.objective),
                                          epoch=0, step=0)
     output.loss.backward()
@@ -225,7 +225,7 @@ def test_the_recommendation_loss_alone_reaches_the_noise_model_unless_detached(
 
 def test_uniform_weights_leave_the_recommendation_term_unchanged(tiny_log, tmp_path):
     trainer = _trainer(tiny_log, tmp_path, "train.atjt.warmup_epochs=1")
-    batch = trainer._batch(trainer._order(0)[:32])
+    batch = trainer._batch(trainer._batches(0)[0][:32])
     plain = trainer.model.loss(batch, trainer.objective)
     weighted = trainer.reweighter.reweight(batch, plain, epoch=0, step=0)
     assert weighted.parts["rec_weighted"] == pytest.approx(plain.parts["rec"], rel=1e-6)
@@ -252,7 +252,7 @@ def test_reweighting_trains_every_backbone(tiny_log, tmp_path, model, mode):
     assert sum(moved) >= len(moved) - 2  # every noise model learns (padding rows aside)
     assert any(not torch.equal(a, b) for a, b in
                zip(before_f, trainer.model.parameters(), strict=True))
-    batch = trainer._batch(trainer._order(0)[:8])
+    batch = trainer._batch(trainer._batches(0)[0][:8])
     scores = trainer.reweighter.noise_scores(batch)  # the noise lab's per-sequence scores
     assert scores.shape == (8,) and torch.equal(scores, trainer.reweighter.noise_scores(batch))
 

@@ -27,10 +27,9 @@ def log():
 def _counted_targets(trainer, epoch: int) -> collections.Counter:
     """(user, target row) of every position that carries a target in ``epoch``'s batches."""
     trainer.instances = trainer._instances(epoch)
-    order = trainer._order(epoch)
     seen: collections.Counter = collections.Counter()
-    for start in range(0, len(order), 8):
-        batch = trainer._batch(order[start:start + 8])
+    for index in trainer._batches(epoch):
+        batch = trainer._batch(index)
         has = batch.targets != 0
         rows = batch.rows + 1  # window targets are the rows after the inputs
         for user, row in zip(batch.users[:, None].expand_as(rows)[has].tolist(),

@@ -304,14 +304,27 @@ class MSDCCL(SequentialRecommender):
         return SoftDenoising(log_probs=log_probs, weights=weights,
                              embeddings=weights[..., None] * scaled)
 
+    @property
+    def scorer_used(self) -> bool:
+        """False for the spec §8 control (alpha = 1, no hard branch, no L_cl, no prior): the
+        scorer's output reaches no loss and no prediction, so it is not computed."""
+        c = self.config
+        return c.soft_weighting or c.use_hard_branch or c.use_contrastive or c.gate == "prior"
+
+    def backbone_inputs(self, batch: Batch) -> torch.Tensor:
+        """(B, L, H) the soft-denoised embeddings (the item embeddings themselves when every
+        weight is 1 and nothing else reads the scorer: the same values, without its cost)."""
+        if self.scorer_used:
+            return self.soft_denoise(batch).embeddings
+        return self.item_embedding(batch.items)
+
     def encode(self, batch: Batch) -> torch.Tensor:
         """(B, L, H) backbone output over the soft-denoised sequence."""
-        return self.backbone(self.soft_denoise(batch).embeddings, batch.items)
+        return self.backbone(self.backbone_inputs(batch), batch.items)
 
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
         """(B, H) r_soft: the backbone at the last real item; it alone predicts."""
-        return self.backbone(self.soft_denoise(batch).embeddings, batch.items,
-                             batch.lengths - 1)
+        return self.backbone(self.backbone_inputs(batch), batch.items, batch.lengths - 1)
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight
@@ -358,8 +371,9 @@ class MSDCCL(SequentialRecommender):
         if batch.targets.dim() != 1:
             raise ValueError("MSDCCL trains on prefix instances only (train.instances=prefix)")
         c, targets, items = self.config, batch.targets, self.item_embeddings()
-        soft = self.soft_denoise(batch)
-        representation = self.backbone(soft.embeddings, batch.items, batch.lengths - 1)  # r_soft
+        soft = self.soft_denoise(batch) if self.scorer_used else None  # None: the control
+        embeddings = self.item_embedding(batch.items) if soft is None else soft.embeddings
+        representation = self.backbone(embeddings, batch.items, batch.lengths - 1)  # r_soft
         negatives = batch.negatives
         if negatives is None:  # the trainer samples only for train.loss=bpr
             negatives = uniform_negatives(targets, self.n_items, 1)
@@ -367,11 +381,10 @@ class MSDCCL(SequentialRecommender):
             per_sample = bpr(representation, items, targets, negatives, reduction="none")
         else:
             per_sample = cross_entropy(representation, items, targets, reduction="none")
-        drop = curriculum_drop_rate(self.epoch, c.curriculum, c.curriculum_epochs,
-                                    c.sigmoid_extent, c.max_drop_rate)
-        rec = easiest_mean(per_sample, drop)  # §4.5: the easiest (1 - d_e) of the batch
+        rec, shares = self.curriculum(per_sample)
         total, parts = rec, {"rec": float(rec.detach())}
-        shares = curriculum_shares(per_sample, drop)  # (B,) mean = rec, 0 where left out
+        if soft is None:  # alpha = 1, lambda = 0: the backbone on the curriculum's term alone
+            return ModelOutput(loss=total, parts=parts, per_sample=shares)
         keep = self.hard_keep(batch, soft.log_probs, sample=True)
         parts.update(liveness(Denoising(soft.log_probs, soft.weights, keep), batch.items > 0))
         if c.gate == "prior":  # pull the mean keep probability to keep_prior
@@ -391,3 +404,10 @@ class MSDCCL(SequentialRecommender):
             total = total + c.loss_lambda * contrastive
             parts["cl"] = float(contrastive.detach())
         return ModelOutput(loss=total, parts=parts, per_sample=shares)
+
+    def curriculum(self, per_sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """§4.5: the mean over the easiest (1 - d_e) of the batch, and each sample's share."""
+        c = self.config
+        drop = curriculum_drop_rate(self.epoch, c.curriculum, c.curriculum_epochs,
+                                    c.sigmoid_extent, c.max_drop_rate)
+        return easiest_mean(per_sample, drop), curriculum_shares(per_sample, drop)
