@@ -41,7 +41,7 @@ METRICS = {"ctr": ("auc", "hit@5", "ndcg@5", "hit@5_atjt", "ndcg@5_atjt"),
 PROTOCOL = {"ml-100k": "recbole", "ml-1m": "recbole", "beauty": "fmlp"}
 FAST_MODE = ("train.patience=10", "train.instances=window", "train.window_offsets=true",
              "train.window_stride=25", "train.selection_window=3", "model.hidden_dropout=0.2",
-             "model.attn_dropout=0.2")  # the converged suite's fast mode (RESULTS §5.1)
+             "model.attn_dropout=0.2")  # the converged suite's fast mode (RECORD §5.1)
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262}  # Student t 0.975 quantiles by degrees of freedom (1.96 beyond)
 

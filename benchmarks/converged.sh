@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$WORKERS" ] || { [ "$DEVICE" = cuda ] && WORKERS=4 || WORKERS=2; }
 case "$DATASET" in
-  ml-100k) PROTOCOL=recbole; DATA=(); BATCH=8; STRIDE=25 ;;  # 8: RESULTS.md §5.2
+  ml-100k) PROTOCOL=recbole; DATA=(); BATCH=8; STRIDE=25 ;;  # 8: RECORD.md §5.2
   beauty) PROTOCOL=fmlp; DATA=(); BATCH=256; STRIDE=25 ;;
   ml-1m) PROTOCOL=recbole; DATA=(--set max_len=200); BATCH=64; STRIDE=100 ;;
   retailrocket) PROTOCOL=target; BATCH=256; STRIDE=25
@@ -49,7 +49,7 @@ case "$DATASET" in
   *) echo "converged.sh: unknown dataset $DATASET (ml-100k, beauty, ml-1m, retailrocket)" >&2
      exit 2 ;;
 esac
-# the fast mode's settings (benchmarks/RESULTS.md §5): all-position windows overlapping by half
+# the fast mode's settings (benchmarks/RECORD.md §5): all-position windows overlapping by half
 # (every target counted where it has at least max_len/2 items of context) with per-epoch
 # offsets, selection on the mean of 3 evaluations, dropout 0.2 for SASRec (RecBole: 0.5)
 case "$MODE" in

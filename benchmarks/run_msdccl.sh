@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MSDCCL benchmark (issue 4, RESULTS.md section 3): MSDCCL vs its BERT4Rec backbone vs SASRec at
+# MSDCCL benchmark (issue 4, RECORD.md section 3): MSDCCL vs its BERT4Rec backbone vs SASRec at
 # equal size (H = 64, L = 50, MSDCCL's encoders' FFN 256), recbole protocol, 8-epoch budget,
 # 3 seeds, clean and 20 % inserted noise; then the ablations (seed 2020, clean).
 # Each worker is one process on one thread; cells are locked, so WORKERS processes share the

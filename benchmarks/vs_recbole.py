@@ -52,7 +52,7 @@ def recbole_speed(python: str, threads: int, epochs: int) -> dict:
             "test_eval_seconds": result["test_eval_seconds"]}
 
 
-# the converged suite's fast mode on ml-100k (benchmarks/converged.sh, RESULTS.md §5.1)
+# the converged suite's fast mode on ml-100k (benchmarks/converged.sh, RECORD.md §5.1)
 FAST = ["train.window_stride=25", "train.window_offsets=true", "train.selection_window=3",
         "model.hidden_dropout=0.2", "model.attn_dropout=0.2"]
 

@@ -1,4 +1,4 @@
-"""The analysis helpers of ``benchmarks/atjt.py`` (RESULTS §10.5) against naive references."""
+"""The analysis helpers of ``benchmarks/atjt.py`` (RECORD §10.5) against naive references."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ SMALL = {  # a small, fast configuration of each denoiser
 STEPS, MAX_LEN = 100, 20
 # MGSD-WSS's noise head learns from its weak supervision only (head_gradient=weak): it sits at
 # the label prior for ~100 steps here and finds the planted noise by ~400 (AUC 0.52 -> 0.81;
-# with head_gradient=all, 0.64 at both, its BCE rising to 0.87: RESULTS.md §8.4)
+# with head_gradient=all, 0.64 at both, its BCE rising to 0.87: RECORD.md §8.4)
 MODEL_STEPS = {"mgsd-wss": 400}
 
 

@@ -24,7 +24,7 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   never inserted, the weak supervision (the denoiser contract test checks the CE's input).
 * Gumbel on probabilities (§2.3, §7.4) -> on log-probabilities; the item gate's level pinned
   (``gate=ratio``: each row's ``gate_drop_ratio`` least clean items dropped, MSDCCL's fix,
-  RESULTS.md §6.1), the selector's too (``interest_drop_ratio``); deterministic at evaluation
+  RECORD.md §6.1), the selector's too (``interest_drop_ratio``); deterministic at evaluation
   (§7.2: the published masks are sampled at test time). The keep values multiply the compacted
   rows (exactly 1 forward), so the item encoder's loss reaches the gate (§7.5).
 * Weak supervision (§3, §7.7-7.8): ids from the whole catalogue, padding labelled noise, MSE of
@@ -35,7 +35,7 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   rises, so its gradient pushed every clean probability to 1 and overrode the weak supervision
   (the head's BCE rose from 0.59 to 0.82). The keep mask's straight-through path did the same:
   the paper trains the head with every loss -> only the weak supervision trains it
-  (``head_gradient=weak``; detection AUC 0.738 -> 0.875, RESULTS.md §8.4; ``all``: the paper's).
+  (``head_gradient=weak``; detection AUC 0.738 -> 0.875, RECORD.md §8.4; ``all``: the paper's).
 * Interest loss weights negatives by w like positives (§4.4, §7.6) -> by 1 - w, like the item
   loss (``interest_negative_weights=same``: the published rule).
 * Prototypes N(0, 1), ~50x the item embeddings (§7.11) -> N(0, initializer_range). One
@@ -45,7 +45,7 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   ``anneal_epochs`` (§5); the LR schedule is the trainer's. Vectorised; no NaN checks or host
   syncs in the forward (§7.16-7.17).
 * Dropout 0.1 in MGSD's own modules (reference); the BERT4Rec backbone 0.2 (the BERT4Rec
-  baseline's; reference 0.5, which cost MSDCCL quality, RESULTS.md §6).
+  baseline's; reference 0.5, which cost MSDCCL quality, RECORD.md §6).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class MGSDWSSConfig:
     gate_drop_ratio: float = 0.2
     head_gradient: str = "weak"
     """Losses that train the noise head: weak (only the weak supervision; mask and weights read
-    it detached: RESULTS.md §8.4) | all (paper: L_ce, L_item through the mask and weights)."""
+    it detached: RECORD.md §8.4) | all (paper: L_ce, L_item through the mask and weights)."""
     interest_drop_ratio: float = 0.6  # share of the K prototypes left out (2 of 5 kept)
     margin_bound: float = 3.0  # clean-minus-noise logits -> bound * tanh(m / bound); 0: off
     gumbel_temperature: float = 0.5

@@ -41,7 +41,7 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
 * Not implemented: ``train_set_ratio`` (always 1), pre-trained embeddings, the cosine
   diagnostics; no unused [MASK] row or Cloze objective (the reference never calls them).
 * The backbone is the registered model's own encoder (``model.backbone``: its settings).
-* Dead levels (benchmarks/RESULTS.md §3): with L_cl at the gate the reference keeps everything
+* Dead levels (benchmarks/RECORD.md §3): with L_cl at the gate the reference keeps everything
   within ~5 batches, without it drops nearly all; its log pi saturates to exactly 0 by batch 20,
   so the soft weights go uniform. Ours: the gate's level pinned (``gate``: a fixed drop ratio by
   default, measured best; or centred, or a keep prior), the margin bounded (``margin_bound``),
@@ -159,7 +159,7 @@ class MSDCCLConfig:
     gate: str = "ratio"
     """Level of the hard gate: ratio = drop each row's gate_drop_ratio lowest | centred = keep
     logit minus its row mean, + gate_bias | prior = penalty pulling the mean keep probability
-    to keep_prior | reference = as the scorer says (collapses). RESULTS.md §6.1 measures all."""
+    to keep_prior | reference = as the scorer says (collapses). RECORD.md §6.1 measures all."""
     gate_bias: float = 1.0
     """centred: logit added after centring (0 keeps about half of each row, 1 about 70 %)."""
     keep_prior: float = 0.8

@@ -104,7 +104,7 @@ def user_groups(n_users: int, n_groups: int, seed: int) -> torch.Tensor:
 def weighted_loss(per_sample: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
     """L_R = sum_i w_i l_i / sum_i w_i (the code's self-normalised form, spec §4.2, §7.1),
     from log w as softmax(log w) . l: the same value and gradient, but weights that all underflow
-    to 0 in float32 (WAT drives them there, RESULTS.md §10.4) give no 0 / 0."""
+    to 0 in float32 (WAT drives them there, RECORD.md §10.4) give no 0 / 0."""
     return torch.softmax(log_weights, dim=0) @ per_sample
 
 
