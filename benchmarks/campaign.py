@@ -261,9 +261,12 @@ def _work_pass(output: Path, groups: list[int], device: str, smoke: bool,
 
 def run(args: argparse.Namespace) -> None:
     """Start ``--workers`` single-thread workers (one log each), wait, then report."""
-    args.output.mkdir(parents=True, exist_ok=True)
-    for cell in cells(args.groups, args.smoke)[:1]:  # fail fast on a bad setting or device
+    from denoiserec.train.trainer import resolve_device
+
+    resolve_device(args.device)  # fail fast: no CUDA device, one line
+    for cell in cells(args.groups, args.smoke):  # and on a bad setting, before any cell trains
         cell_config(cell, args.device, args.smoke)
+    args.output.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1" if args.device == "cpu" else
            os.environ.get("OMP_NUM_THREADS", "4")}
     processes = []
