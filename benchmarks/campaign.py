@@ -22,6 +22,7 @@ usage: DENOISEREC_DATA=../shared/data python benchmarks/campaign.py run [--worke
            [--device cpu|cuda] [--groups 1,2,3,4,5] [--time-limit S] [--output DIR] [--smoke]
        python benchmarks/campaign.py status [--output DIR]
        python benchmarks/campaign.py report [--output DIR]     (headline table and curves)
+       python benchmarks/campaign.py project --costs out/epoch-cost-*.json   (core-hours)
 ``--smoke``: every cell for one epoch on the small Taobao sample (4,321 interactions, under
 each cell's protocol), one seed, into ``benchmarks/out/campaign-smoke``: checks the path,
 e.g. ``--device cuda`` on a CPU-only machine is refused in one line.
@@ -336,7 +337,9 @@ def status_table(output: Path, groups: list[int], smoke: bool = False) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("run", "work", "status", "report"))
+    parser.add_argument("command", choices=("run", "work", "status", "report", "project"))
+    parser.add_argument("--costs", type=Path, nargs="*", default=[],
+                        help="project: epoch_cost.py --output files")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--groups", default="1,2,3,4,5")
     parser.add_argument("--workers", type=int, default=2)
@@ -356,6 +359,10 @@ def main() -> None:
             work(args.output, args.groups, args.device, args.smoke)
         elif args.command == "status":
             print(status_table(args.output, args.groups, args.smoke))
+        elif args.command == "project":
+            from campaign_report import projection
+
+            print(projection(cells(args.groups), args.costs, EXPECTED_EPOCHS))
         else:
             from campaign_report import report
 

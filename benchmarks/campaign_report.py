@@ -241,3 +241,40 @@ def report(output: Path, cells: list) -> str:
     atomic_write_text(output / "headline.md", table + "\n")
     paths = curves(output, cells)
     return table + "\n\ncurves: " + ", ".join(str(p) for p in paths)
+
+
+COST_ROW = {"sasrec-random": "sasrec", "clean-retrain": "sasrec"}  # rows timed as another
+
+
+def projection(cells: list, cost_files: list[Path], epochs: int) -> str:
+    """Core-hours of the campaign's cells at ``epochs`` epochs each, before and after, from
+    ``epoch_cost.py --output`` files (training epochs; validation adds about 1 %)."""
+    costs: dict[tuple[str, str], dict] = {}
+    for file in cost_files:
+        measured = json.loads(file.read_text())
+        for row in measured["rows"]:
+            costs[measured["dataset"], row["model"]] = row
+    totals = {"before": 0.0, "after": 0.0}
+    lines = ["| cells | count | core-h before | core-h after | speed-up |", "|---|---|---|---|---|"]
+    blocks: dict[tuple[str, str], int] = {}
+    for cell in cells:
+        base = cell.row.split("~")[0] if cell.row.split("~")[1:] != ["behaviour"] else cell.row
+        blocks[cell.dataset, COST_ROW.get(base, base)] = blocks.get(
+            (cell.dataset, COST_ROW.get(base, base)), 0) + 1
+    missing = []
+    for (dataset, row), count in blocks.items():
+        if (dataset, row) not in costs:
+            missing.append(f"{dataset}/{row}")
+            continue
+        hours = {v: count * epochs * costs[dataset, row][v]["epoch_seconds"] / 3600
+                 for v in totals}
+        for version in totals:
+            totals[version] += hours[version]
+        lines.append(f"| {dataset} {row} | {count} | {hours['before']:.1f} | "
+                     f"{hours['after']:.1f} | {hours['before'] / hours['after']:.2f}x |")
+    speed_up = totals["before"] / max(totals["after"], 1e-9)
+    lines.append(f"| **all** | {len(cells)} | **{totals['before']:.1f}** | "
+                 f"**{totals['after']:.1f}** | {speed_up:.2f}x |")
+    if missing:
+        lines.append(f"\nnot measured (left out): {', '.join(missing)}")
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ alike. The table gives the mean seconds per batch and the projected epoch (mean 
 epoch), per version and the speed-up, and each model's cost relative to the first model.
 
 usage: DENOISEREC_DATA=../shared/data python benchmarks/epoch_cost.py --dataset ml-100k \
-           [--models sasrec,bert4rec,fmlp,msdccl,mgsd-wss] [--before ../wt-before/src] \
+           [--models sasrec,bert4rec,fmlp,msdccl,...] [--before ../wt-before/src] \
            [--rounds 3] [--batches 10] [--output out.json]
 
 The models are the campaign's (``benchmarks/campaign.py``, equal width H = 64, prefix
@@ -86,7 +86,8 @@ def ask(process: subprocess.Popen, model: str, epoch: int, batches: int) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--models", default="sasrec,bert4rec,fmlp,msdccl,mgsd-wss")
+    parser.add_argument("--models", default="sasrec,bert4rec,fmlp,msdccl,msdccl-control,"
+                                                "mgsd-wss,mgsd-control")
     parser.add_argument("--before", type=Path, help="src folder of the code to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=10)
@@ -141,7 +142,8 @@ def main() -> None:
         else:
             print(f"| {row['model']} | | | {after:.1f} | {after / reference:.2f} | |")
     if args.output:
-        args.output.write_text(json.dumps(table, indent=2))
+        args.output.write_text(json.dumps({"dataset": args.dataset, "rounds": args.rounds,
+                                           "batches": args.batches, "rows": table}, indent=2))
 
 
 if __name__ == "__main__":
