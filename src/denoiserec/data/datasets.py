@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,11 @@ from denoiserec.data.log import Interactions, RawLog
 from denoiserec.data.preprocess import build_interactions
 from denoiserec.data.shipped import read_with_shipped_test, shipped_test_path
 from denoiserec.data.synthetic import SyntheticConfig, generate
-from denoiserec.errors import DataError
+from denoiserec.errors import ConfigError, DataError
 
 DUPLICATES = ("keep", "first", "last")
 TIME_ORDERS = ("recbole", "exact")
+ENGINES = ("pandas", "duckdb")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,12 @@ class DataConfig:
     columns: dict[str, str] = field(default_factory=dict)
     """Column mapping for CSV/TSV/Parquet: role (user, item, timestamp, rating, behaviour) ->
     column name."""
+    engine: str = "pandas"
+    """``pandas`` reads the whole file into memory; ``duckdb`` preprocesses out of core (atomic
+    ``.inter``, CSV, TSV, Parquet) into a cache of memory-mapped arrays keyed by the file's
+    content and these settings (``data/outofcore.py``; ``pip install 'denoiserec[scale]'``)."""
+    memory_limit: str = "4GB"
+    """``duckdb`` only: DuckDB's memory limit while preprocessing (it spills to disk beyond)."""
 
     def __post_init__(self) -> None:
         check_range("data.max_len", self.max_len, 1)
@@ -55,6 +63,10 @@ class DataConfig:
             check_range("data.rating_threshold", self.rating_threshold)
         check_choice("data.duplicates", self.duplicates, DUPLICATES)
         check_choice("data.time_order", self.time_order, TIME_ORDERS)
+        check_choice("data.engine", self.engine, ENGINES)
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", self.memory_limit):
+            raise ConfigError(f"data.memory_limit must be a size like 4GB or 512MiB, got "
+                              f"'{self.memory_limit}'")
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,8 @@ def load_dataset(config: DataConfig | str = DataConfig(),  # noqa: B008
         config = DataConfig(dataset=config)
     if config.dataset == "synthetic":
         return generate(SyntheticConfig())
+    if config.engine == "duckdb":
+        return _load_out_of_core(config, shipped_test)
     raw = read_raw(config.dataset, config.columns, shipped_test)
     name = config.dataset if config.dataset in KNOWN else Path(config.dataset).stem
     return build_interactions(
@@ -147,3 +161,20 @@ def load_dataset(config: DataConfig | str = DataConfig(),  # noqa: B008
         duplicates=config.duplicates,
         time_order=config.time_order,
     )
+
+
+def _load_out_of_core(config: DataConfig, shipped_test: bool) -> Interactions:
+    """``data.engine=duckdb``: the prepared log from the cache (prepared first if absent)."""
+    from denoiserec.data.outofcore import prepare_out_of_core
+
+    known = config.dataset in KNOWN
+    path = locate(config.dataset) if known else Path(config.dataset).expanduser()
+    if shipped_test and path.is_file() and shipped_test_path(path) is not None:
+        raise DataError(f"{path}: a shipped test file is read by data.engine=pandas only")
+    if not known and not path.exists():
+        read_raw(config.dataset)  # the unknown-dataset error, with its suggestion
+    return prepare_out_of_core(
+        path, name=config.dataset if known else path.stem, columns=config.columns,
+        rating_threshold=config.rating_threshold, user_core=config.user_core,
+        item_core=config.item_core, duplicates=config.duplicates,
+        time_order=config.time_order, memory_limit=config.memory_limit)
