@@ -139,6 +139,20 @@ def cmd_clean(args: argparse.Namespace) -> None:
     print(f"scored log: {report.scored_path}\ncleaned log: {report.cleaned_path}")
 
 
+def cmd_synthesize(args: argparse.Namespace) -> None:
+    from denoiserec.data.synthetic import SyntheticConfig
+    from denoiserec.data.synthetic_parquet import write_synthetic_parquet
+
+    config = SyntheticConfig(n_users=args.users, n_items=args.items,
+                             n_interests=args.interests, mean_length=args.mean_length,
+                             max_length=args.max_length, noise_ratio=args.noise_ratio,
+                             seed=args.seed)
+    written = write_synthetic_parquet(args.output, config, args.chunk_users, args.force)
+    print(f"wrote {written.rows:,} interactions of {written.users:,} users over "
+          f"{args.items:,} items ({written.noisy_rows:,} planted noise) to {written.path} "
+          f"in {written.seconds:.1f} s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="denoiserec", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -203,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="KEY=VALUE",
                        help="data.columns or data.time_order for reading the input")
     clean.set_defaults(func=cmd_clean)
+
+    synth = sub.add_parser("synthesize", help="write a large synthetic log to Parquet in chunks")
+    synth.add_argument("output", type=Path, help="the .parquet file to write")
+    synth.add_argument("--users", type=int, default=250_000)
+    synth.add_argument("--items", type=int, default=1_000_000)
+    synth.add_argument("--interests", type=int, default=100, help="latent interest clusters")
+    synth.add_argument("--mean-length", type=int, default=40)
+    synth.add_argument("--max-length", type=int, default=200)
+    synth.add_argument("--noise-ratio", type=float, default=0.0,
+                       help="share of planted off-interest clicks (column is_noise)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--chunk-users", type=int, default=50_000,
+                       help="users generated and written at a time (bounds memory)")
+    synth.add_argument("--force", action="store_true", help="replace an existing file")
+    synth.set_defaults(func=cmd_synthesize)
 
     demo = sub.add_parser("demo", help="train a small model on synthetic data (< 2 minutes)")
     demo.add_argument("--output", type=Path)

@@ -333,29 +333,44 @@ def ctr_split(log: Interactions, protocol: ProtocolConfig,
 
 def exclude_unrankable(scores: torch.Tensor, log_items: torch.Tensor, starts: torch.Tensor,
                        targets: torch.Tensor, target_items: torch.Tensor,
-                       protocol: ProtocolConfig, negatives: torch.Tensor | None) -> torch.Tensor:
+                       protocol: ProtocolConfig, negatives: torch.Tensor | None,
+                       first: int = 0) -> torch.Tensor:
     """Set the scores of items the protocol does not rank to ``-inf`` (in place) and return them.
 
     Args:
-        scores: (B, n_items + 1) model scores.
+        scores: (B, C) model scores of the items ``first .. first + C - 1`` (all items, padding
+            included, when ``first`` is 0 and C is n_items + 1; a chunk of them otherwise).
         log_items: (N,) the log's item ids (the flat array).
         starts: (B,) first row of each instance's user; targets: (B,) target rows.
         target_items: (B,) target item ids.
         negatives: (B, n) sampled negatives for ``sampled``.
+        first: the item id of column 0.
     """
-    scores[:, 0] = -torch.inf
+    width = scores.shape[1]
+
+    def inside(ids: torch.Tensor) -> torch.Tensor:
+        return (ids >= first) & (ids < first + width)
+
+    if first == 0:
+        scores[:, 0] = -torch.inf
+    target_in = inside(target_items)
+    target_column = (target_items - first).clamp(0, width - 1)[:, None]
     if protocol.name == "fmlp" or (protocol.name == "target" and protocol.mask_history):
         lengths = targets - starts
         rows = torch.repeat_interleave(torch.arange(len(targets), device=scores.device), lengths)
-        first = torch.cumsum(lengths, 0) - lengths
+        offset = torch.cumsum(lengths, 0) - lengths
         positions = torch.arange(int(lengths.sum()), device=scores.device)
-        history = log_items[starts[rows] + positions - first[rows]]
-        keep = scores.gather(1, target_items[:, None])
-        scores[rows, history] = -torch.inf
-        scores.scatter_(1, target_items[:, None], keep)
+        history = log_items[starts[rows] + positions - offset[rows]]
+        keep = scores.gather(1, target_column)
+        seen = inside(history)
+        scores[rows[seen], history[seen] - first] = -torch.inf
+        restored = torch.where(target_in[:, None], keep, scores.gather(1, target_column))
+        scores.scatter_(1, target_column, restored)
     elif protocol.name == "sampled":
         rankable = torch.zeros_like(scores, dtype=torch.bool)
-        rankable.scatter_(1, negatives, True)
-        rankable.scatter_(1, target_items[:, None], True)
+        candidates = torch.cat([negatives, target_items[:, None]], 1)
+        rows = torch.arange(len(scores), device=scores.device)[:, None].expand_as(candidates)
+        seen = inside(candidates)
+        rankable[rows[seen], candidates[seen] - first] = True
         scores.masked_fill_(~rankable, -torch.inf)
     return scores

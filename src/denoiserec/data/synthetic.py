@@ -53,10 +53,39 @@ class SyntheticConfig:
     """Seed of the generator."""
 
 
-def generate(config: SyntheticConfig = SyntheticConfig()) -> Interactions:  # noqa: B008
-    """Generate the log (vectorised over users, one loop over time steps)."""
-    rng = np.random.default_rng(config.seed)
-    U, I, C = config.n_users, config.n_items, config.n_interests
+@dataclass(frozen=True)
+class SyntheticWorld:
+    """What all users share: the clusters, their popularity and the successor of every item.
+
+    Attributes:
+        members: per cluster, its item indices (0-based).
+        cumulative: per cluster, the cumulative Zipf popularity of its members.
+        successor: (n_items,) the fixed successor of every item, in its own cluster.
+    """
+
+    members: list[np.ndarray]
+    cumulative: list[np.ndarray]
+    successor: np.ndarray
+
+
+@dataclass(frozen=True)
+class SyntheticUsers:
+    """Sequences of a block of users: ``items[u, :lengths[u]]`` (0-based item indices)."""
+
+    items: np.ndarray
+    noise: np.ndarray
+    lengths: np.ndarray
+
+    def flat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(items, is_noise, step) of every interaction, users in order."""
+        steps = self.items.shape[1]
+        valid = np.arange(steps)[None, :] < self.lengths[:, None]
+        step = np.broadcast_to(np.arange(steps), self.items.shape)
+        return self.items[valid], self.noise[valid], step[valid]
+
+
+def make_world(config: SyntheticConfig, rng: np.random.Generator) -> SyntheticWorld:
+    I, C = config.n_items, config.n_interests
     cluster_of = rng.permutation(np.arange(I) % C)  # item index 0..I-1 -> cluster
     members = [np.flatnonzero(cluster_of == c) for c in range(C)]
     popularity = [1.0 / np.arange(1, len(m) + 1) ** config.zipf for m in members]
@@ -64,7 +93,14 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> Interactions:  # no
     successor = np.empty(I, dtype=np.int64)
     for m in members:
         successor[m] = rng.permutation(m)
+    return SyntheticWorld(members, cumulative, successor)
 
+
+def generate_users(config: SyntheticConfig, world: SyntheticWorld, n_users: int,
+                   rng: np.random.Generator) -> SyntheticUsers:
+    """``n_users`` users of ``world`` (vectorised over users, one loop over time steps)."""
+    U, C = n_users, config.n_interests
+    members, cumulative, successor = world.members, world.cumulative, world.successor
     liked = np.stack([rng.choice(C, config.interests_per_user, replace=False) for _ in range(U)])
     weights = rng.dirichlet(np.ones(config.interests_per_user), size=U)
     excess = rng.geometric(1.0 / max(1.0, config.mean_length - config.min_length + 1), U) - 1
@@ -100,17 +136,24 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> Interactions:  # no
         items[:, t] = step_items
         noise[:, t] = is_noise
         previous = np.where(is_noise, previous, step_items)
-
-    valid = np.arange(steps)[None, :] < lengths[:, None]
     # the last two steps (valid and test targets) are never planted noise
     noise &= np.arange(steps)[None, :] < (lengths - 2)[:, None]
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return SyntheticUsers(items, noise, lengths)
+
+
+def generate(config: SyntheticConfig = SyntheticConfig()) -> Interactions:  # noqa: B008
+    """Generate the log (world and users from one generator seeded by ``config.seed``)."""
+    rng = np.random.default_rng(config.seed)
+    U, I = config.n_users, config.n_items
+    users = generate_users(config, make_world(config, rng), U, rng)
+    items, noise, steps = users.flat()
+    offsets = np.concatenate([[0], np.cumsum(users.lengths)]).astype(np.int64)
     return Interactions(
         offsets=offsets,
-        items=items[valid] + 1,
+        items=items + 1,
         user_tokens=np.array([f"u{u}" for u in range(U)], dtype=object),
         item_tokens=np.array([PAD_TOKEN, *(f"i{i}" for i in range(I))], dtype=object),
-        timestamps=np.tile(np.arange(steps, dtype=np.float64), (U, 1))[valid],
-        is_noise=noise[valid] if config.noise_ratio > 0 else None,
+        timestamps=steps.astype(np.float64),
+        is_noise=noise if config.noise_ratio > 0 else None,
         name="synthetic",
     )

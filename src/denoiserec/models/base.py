@@ -10,6 +10,7 @@ the denoisers' extra terms) override ``loss``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -145,6 +146,16 @@ class SequentialRecommender(nn.Module, ABC):
     def score_all(self, batch: Batch) -> torch.Tensor:
         """(B, n_items + 1) scores of every item as the next one (padding column included)."""
         return self.sequence_representation(batch) @ self.item_embeddings().T
+
+    def item_scorer(self, batch: Batch) -> Callable[[int, int], torch.Tensor]:
+        """``scores(first, stop)``: the (B, stop - first) scores of items ``first .. stop - 1``,
+        from one sequence representation (chunked full ranking over large catalogues). A model
+        whose ``score_all`` is its own gets its full scores sliced (no memory saved)."""
+        if type(self).score_all is not SequentialRecommender.score_all:
+            scores = self.score_all(batch)
+            return lambda first, stop: scores[:, first:stop]
+        hidden, table = self.sequence_representation(batch), self.item_embeddings()
+        return lambda first, stop: hidden @ table[first:stop].T
 
     def score_candidates(self, batch: Batch, candidates: torch.Tensor) -> torch.Tensor:
         """(B, C) scores of the (B, C) ``candidates`` (the ``ctr`` protocol); CTR models score

@@ -1,8 +1,18 @@
-"""Evaluation under a protocol: score every rankable item, rank the target, average metrics."""
+"""Evaluation under a protocol: score every rankable item, rank the target, average metrics.
+
+Large catalogues (``item_chunk``): the items are scored ``item_chunk`` at a time from one
+sequence representation per instance batch, and each chunk's top K (K = the largest metric
+cutoff) is merged into a running top K, ordered by score and then by item id, so memory is
+(batch x chunk) whatever the catalogue. A target inside the merged top K gets its exact rank
+under the ``id`` tie rule (for both tie rules: equal scores rank by id); one outside it gets
+K + 1, which every @K metric counts as a miss, as the ``topk`` rule already does.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -37,10 +47,59 @@ class Evaluation:
     protocol: str
 
 
+def merge_top(values: torch.Tensor, ids: torch.Tensor, k: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` of each row of (B, n) ``values`` / ``ids`` ordered by value (highest
+    first), equal values by id (lowest first)."""
+    order = torch.argsort(ids, dim=1, stable=True)
+    values, ids = values.gather(1, order), ids.gather(1, order)
+    order = torch.argsort(values, dim=1, descending=True, stable=True)[:, :k]
+    return values.gather(1, order), ids.gather(1, order)
+
+
+def chunk_top(scores: torch.Tensor, first: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``k`` (values, item ids) of a (B, C) chunk of items ``first ..``, in the order of
+    :func:`merge_top`: ``torch.topk``, redone by a stable sort on rows whose k-th value is tied
+    with a column it left out (topk may leave out a lower id)."""
+    k = min(k, scores.shape[1])
+    values, columns = torch.topk(scores, k, dim=1)
+    kth = values[:, -1:]
+    cut = ((scores == kth).sum(1) > (values == kth).sum(1)).nonzero().squeeze(1)
+    if len(cut):
+        order = torch.argsort(scores[cut], dim=1, descending=True, stable=True)[:, :k]
+        columns[cut], values[cut] = order, scores[cut].gather(1, order)
+    return merge_top(values, columns + first, k)
+
+
+def chunked_ranks(scorer: Callable[[int, int], torch.Tensor], n_columns: int, item_chunk: int,
+                  k: int, target_items: torch.Tensor,
+                  exclude: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+    """(B,) ranks of ``target_items`` among items ``0 .. n_columns - 1`` scored by
+    ``scorer(first, stop)`` chunk by chunk, after ``exclude(scores, first)``; K + 1 outside
+    the top ``k`` (see the module docstring)."""
+    top_values = top_ids = None
+    for first in range(0, n_columns, item_chunk):
+        scores = exclude(scorer(first, min(first + item_chunk, n_columns)).float(), first)
+        values, ids = chunk_top(scores, first, k)
+        if top_values is not None:
+            values, ids = merge_top(torch.cat([top_values, values], 1),
+                                    torch.cat([top_ids, ids], 1), k)
+        top_values, top_ids = values, ids
+    found = top_ids == target_items[:, None]
+    return torch.where(found.any(1), found.float().argmax(1) + 1, k + 1)
+
+
+def _exclude(batcher: Batcher, users: torch.Tensor, targets: torch.Tensor,
+             target_items: torch.Tensor, protocol: ProtocolConfig,
+             negatives: torch.Tensor | None, scores: torch.Tensor, first: int) -> torch.Tensor:
+    return exclude_unrankable(scores, batcher.items, batcher.starts[users], targets,
+                              target_items, protocol, negatives, first)
+
+
 @torch.no_grad()
 def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
              protocol: ProtocolConfig, batch_size: int = 4096,
-             ks: tuple[int, ...] = DEFAULT_KS) -> Evaluation:
+             ks: tuple[int, ...] = DEFAULT_KS, item_chunk: int = 0) -> Evaluation:
     """Rank every instance's target among the items ``protocol`` allows (ties broken by
     ``protocol.ties``).
 
@@ -64,11 +123,14 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
         chunk = by_length[start:start + batch_size]
         users, targets = users_all[chunk], targets_all[chunk]
         batch = batcher.prefix(users, targets)
-        scores = model.score_all(batch).float()
-        scores = exclude_unrankable(
-            scores, batcher.items, batcher.starts[users], targets, batch.targets, protocol,
-            None if negatives_all is None else negatives_all[chunk])
-        ranks.append(target_ranks(scores, batch.targets, ties=protocol.ties, max_k=max(ks)))
+        negatives = None if negatives_all is None else negatives_all[chunk]
+        exclude = partial(_exclude, batcher, users, targets, batch.targets, protocol, negatives)
+        if 0 < item_chunk < batcher.n_items + 1:
+            ranks.append(chunked_ranks(model.item_scorer(batch), batcher.n_items + 1,
+                                       item_chunk, max(ks), batch.targets, exclude))
+        else:
+            scores = exclude(model.score_all(batch).float(), 0)
+            ranks.append(target_ranks(scores, batch.targets, ties=protocol.ties, max_k=max(ks)))
     model.train(was_training)
     rank_tensor = torch.empty_like(targets_all)
     rank_tensor[by_length] = torch.cat(ranks)
