@@ -35,13 +35,16 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from denoiserec.run import train
+    from denoiserec.train.distributed import is_main_process
 
     overrides = list(args.overrides)
     for flag, key in ((args.model, "model.name"), (args.dataset, "data.dataset"),
                       (args.protocol, "protocol.name")):
         if flag is not None:
             overrides.insert(0, f"{key}={flag}")
-    print(_result_lines(train(config=args.config, overrides=overrides, output=args.output)))
+    result = train(config=args.config, overrides=overrides, output=args.output)
+    if is_main_process():  # under torchrun, rank 0 reports for all
+        print(_result_lines(result))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

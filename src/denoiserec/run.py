@@ -23,6 +23,7 @@ import dataclasses
 import io
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,11 +40,13 @@ from denoiserec.protocols import Split, split
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
 from denoiserec.runconfig import RunConfig, config_to_yaml, differences, load_config, resolve
+from denoiserec.train import distributed
 from denoiserec.train.evaluate import Evaluation
-from denoiserec.train.trainer import Trainer, prepare_torch
+from denoiserec.train.trainer import Trainer, prepare_torch, resolve_device
 
 # settings that may change between an interrupted run and its resumption
-RESUMABLE_CHANGES = {"epochs", "progress", "threads", "device", "eval_batch_size"}
+RESUMABLE_CHANGES = {"epochs", "progress", "threads", "device", "eval_batch_size",
+                     "eval_item_chunk"}
 FINGERPRINT = "fingerprint.json"
 LOCK = ".lock"
 
@@ -209,20 +212,29 @@ def _announce(config: RunConfig, split_: Split, run_dir: Path) -> None:
 
 def train_config(config: RunConfig, run_dir: Path | str | None = None,
                  log: Interactions | None = None) -> RunResult:
-    """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run)."""
+    """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run).
+
+    Under torchrun every rank runs this (``train/distributed.py``); rank 0 alone holds the
+    lock and writes the run directory, and picks ``run_dir`` when none is given."""
     started = time.perf_counter()
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    check_output(run_dir)
-    split_ = prepare(config, log)
-    trainer = make_trainer(config, split_, run_dir)  # builds the model; writes nothing
-    now = fingerprint(config, split_)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with pid_lock(run_dir / LOCK) as mine:
-        if not mine:
-            raise ConfigError(f"{run_dir} is being trained by process "
-                              f"{lock_holder(run_dir / LOCK)}; wait for it or choose another "
-                              "--output")
-        return _train_locked(config, split_, trainer, now, started)
+    ranks = distributed.start(resolve_device(config.train.device))
+    try:
+        run_dir = Path(distributed.agree(
+            str(run_dir if run_dir is not None else default_run_dir(config)), ranks))
+        check_output(run_dir)
+        split_ = prepare(config, log)
+        trainer = make_trainer(config, split_, run_dir)  # builds the model; writes nothing
+        now = fingerprint(config, split_)
+        if ranks.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        with pid_lock(run_dir / LOCK) if ranks.is_main else nullcontext(True) as mine:
+            if not distributed.agree(mine, ranks):
+                raise ConfigError(f"{run_dir} is being trained by process "
+                                  f"{lock_holder(run_dir / LOCK)}; wait for it or choose "
+                                  "another --output")
+            return _train_locked(config, split_, trainer, now, started)
+    finally:
+        distributed.stop()
 
 
 def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[str, Any],
@@ -237,27 +249,32 @@ def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[
         if done > config.train.epochs:
             raise ConfigError(f"{run_dir} has trained {done} epochs, more than train.epochs="
                               f"{config.train.epochs}; choose another --output")
-        print(f"resumed from epoch {done} ({done} epochs done; epochs count from 0)",
-              flush=True)
-    atomic_write_text(run_dir / FINGERPRINT, json.dumps(now, indent=1))
-    atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
-    _announce(config, split_, run_dir)
+        if trainer.ranks.is_main:
+                print(f"resumed from epoch {done} ({done} epochs done; epochs count from 0)",
+                  flush=True)
+    main = trainer.ranks.is_main  # the one process that writes (and prints)
+    if main:
+        atomic_write_text(run_dir / FINGERPRINT, json.dumps(now, indent=1))
+        atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
+        _announce(config, split_, run_dir)
     metrics_path = run_dir / "metrics.json"
 
     def write_progress(_: Any) -> None:
         atomic_write_text(metrics_path, json.dumps(_report(trainer, split_, started), indent=1))
 
-    trainer.fit(on_epoch=write_progress)
+    trainer.fit(on_epoch=write_progress if main else None)
     trainer.load_weights()
     test_started = time.perf_counter()
     test = trainer.evaluate("test")
     report = _report(trainer, split_, started)
     report.update(test=test.metrics, test_seconds=time.perf_counter() - test_started,
-                  stopped_early=trainer.state.epoch < config.train.epochs, finished=True)
-    atomic_write_text(metrics_path, json.dumps(report, indent=1))
-    _write_ranks(run_dir / "test_ranks.csv", split_, test)
-    training_curve(run_dir / "curve.png", trainer.state.history, config.train.valid_metric,
-                   f"{config.model.name} on {split_.log.name} ({config.protocol.name})")
+                  stopped_early=trainer.state.epoch < config.train.epochs, finished=True,
+                  processes=trainer.ranks.world)
+    if main:
+        atomic_write_text(metrics_path, json.dumps(report, indent=1))
+        _write_ranks(run_dir / "test_ranks.csv", split_, test)
+        training_curve(run_dir / "curve.png", trainer.state.history, config.train.valid_metric,
+                       f"{config.model.name} on {split_.log.name} ({config.protocol.name})")
     return RunResult(run_dir=run_dir, config=config, protocol=config.protocol.name,
                      dataset=split_.log.name, best_epoch=trainer.state.best_epoch,
                      valid=report["best_valid"], test=test.metrics,

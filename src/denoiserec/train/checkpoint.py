@@ -7,7 +7,7 @@ loading into another model or dataset is refused with a one-line error instead o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -19,12 +19,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda handle: torch.save(state, handle))
 
 
-def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load a checkpoint safely and check its ``meta`` against ``expect``."""
-    if not path.is_file():
+def load_checkpoint(path: Path, expect: dict[str, Any] | None = None,
+                    data: BinaryIO | None = None) -> dict[str, Any]:
+    """Load a checkpoint safely and check its ``meta`` against ``expect``; from ``data`` (the
+    file's bytes as another process read them) when given, else from ``path``."""
+    if data is None and not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path if data is None else data, map_location="cpu",
+                           weights_only=True)
     except Exception as err:  # corrupt, truncated, or holding arbitrary objects
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: not a readable denoiserec checkpoint ({reason})") from None

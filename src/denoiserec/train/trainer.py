@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from denoiserec.metrics import DEFAULT_KS, METRIC_NAMES
 from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.nn.losses import LOSSES, Objective, uniform_negatives
 from denoiserec.protocols import Split
+from denoiserec.train import distributed
 from denoiserec.train.atjt import make_reweighter
 from denoiserec.train.atjt_model import ATJTConfig, check_reweight
 from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
@@ -97,6 +99,9 @@ class TrainConfig:
     ``stopping_step``, same rule)."""
     eval_batch_size: int = 4096
     """Instances per evaluation batch."""
+    eval_item_chunk: int = 0
+    """Score this many items at a time, merging top Ks (bounded memory for huge catalogues;
+    ranks beyond the largest K become K + 1; train/evaluate.py); 0 = all items at once."""
     seed: int = 2020
     """Seed of parameters, shuffling, dropout and sampling."""
     deterministic: bool = True
@@ -125,7 +130,7 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "n_negatives", "eval_batch_size", "seed",
                     "selection_window"):
             check_range(f"train.{key}", getattr(self, key), 1)
-        for key in ("warmup_steps", "patience", "threads", "window_stride"):
+        for key in ("warmup_steps", "patience", "threads", "window_stride", "eval_item_chunk"):
             check_range(f"train.{key}", getattr(self, key), 0)
         if self.instances == "prefix" and (self.window_stride or self.window_offsets):
             raise ConfigError("train.window_stride and train.window_offsets need "
@@ -148,10 +153,10 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
+    return distributed.local_device(torch.device(name))  # this rank's GPU under torchrun
 
 
 @dataclass
@@ -212,6 +217,8 @@ class Trainer:
             raise ConfigError(f"train.window_stride ({train.window_stride}) must be at most "
                               f"data.max_len ({max_len})")
         self.model = model.to(self.device)
+        self.ranks = distributed.current()  # torchrun's ranks (train/distributed.py), or one
+        self.loss_function = distributed.loss_function(self.model, self.ranks)
         self.objective = Objective(train.loss, train.n_negatives, train.label_smoothing)
         self.batcher = Batcher(split.log, max_len, self.device)
         self.negatives = (None if split.train_negatives is None  # ctr: fixed, paired
@@ -300,15 +307,17 @@ class Trainer:
                    disable=None if self.train_config.progress else True)  # None: tty only
         for step, index in enumerate(bar):
             self.model.on_batch_start(epoch, epoch * steps_per_epoch + step)
+            index, empty = distributed.shard(index, self.ranks)
             batch = self._batch(index.to(self.device))
             output = self.reweighter.reweight(  # per-sample weights (train.reweight)
-                batch, self.model.loss(batch, self.objective), epoch, step)
-            loss_value = float(output.loss.detach())
+                batch, self.loss_function(batch, self.objective), epoch, step)
+            output, loss_value, factor = distributed.reduce_loss(  # the global batch's
+                output, batch, empty, self.ranks, self.device)  # mean loss and parts
             if not math.isfinite(loss_value):
                 raise TrainingError(f"loss became {loss_value} at epoch {epoch}, batch {step}; "
                                     "lower train.lr or set train.clip_grad_norm")
             self.optimizer.zero_grad(set_to_none=True)
-            output.loss.backward()
+            (output.loss * factor if self.ranks.active else output.loss).backward()
             norm = float(torch.nn.utils.clip_grad_norm_(  # clips only when clip_grad_norm > 0
                 self.model.parameters(), self.train_config.clip_grad_norm or math.inf))
             if not math.isfinite(norm):
@@ -318,7 +327,8 @@ class Trainer:
             self.reweighter.step()  # the weighting's own parameters, if any
             self.scheduler.step()
             if on_batch is not None:
-                on_batch(step, output)
+                on_batch(step, replace(output, loss=torch.tensor(loss_value))
+                         if self.ranks.active else output)
             total += loss_value
             for name, value in output.parts.items():
                 parts_total[name] = parts_total.get(name, 0.0) + value
@@ -329,8 +339,11 @@ class Trainer:
 
     def evaluate(self, which: str) -> Evaluation:
         eval_set = self.split.valid if which == "valid" else self.split.test
-        return evaluate(self.model, self.eval_batcher, eval_set, self.split.protocol,
-                        self.train_config.eval_batch_size)
+        run = partial(evaluate, self.model, self.eval_batcher, protocol=self.split.protocol,
+                      batch_size=self.train_config.eval_batch_size,
+                      item_chunk=self.train_config.eval_item_chunk)
+        return distributed.sharded_evaluation(run, eval_set, self.split.protocol.name,
+                                              self.ranks)
 
     # -- checkpoints -------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -338,6 +351,8 @@ class Trainer:
                 "max_len": self.max_len}
 
     def save_last(self) -> None:
+        if not self.ranks.is_main:  # rank 0 writes for all
+            return
         save_checkpoint(self.run_dir / "last.pt", {
             "meta": self.meta(), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -350,9 +365,10 @@ class Trainer:
     def resume(self) -> bool:
         """Restore ``last.pt`` if the run directory has one; True when resumed."""
         path = self.run_dir / "last.pt"
-        if not path.is_file():
+        data = distributed.read_on_main(path, self.ranks)  # rank 0 reads it for every rank
+        if data is None:
             return False
-        state = load_checkpoint(path, expect=self.meta())
+        state = load_checkpoint(path, expect=self.meta(), data=data)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -369,7 +385,9 @@ class Trainer:
         if checkpoint not in CHECKPOINTS:
             choices = " or ".join(CHECKPOINTS)
             raise ConfigError(f"checkpoint '{checkpoint}' unknown (choose {choices})")
-        state = load_checkpoint(self.run_dir / f"{checkpoint}.pt", expect=self.meta())
+        path = self.run_dir / f"{checkpoint}.pt"
+        state = load_checkpoint(path, expect=self.meta(),
+                                data=distributed.read_on_main(path, self.ranks))
         self.model.load_state_dict(state["model"])
 
     # -- the loop ----------------------------------------------------------------------------
@@ -399,11 +417,13 @@ class Trainer:
                 "stage": plan(epoch).number if plan is not None else None})
             if self.state.improves(value):
                 self.state.best_value, self.state.best_epoch = round(value, 4), epoch
-                save_checkpoint(self.run_dir / "best.pt",
-                                {"meta": self.meta(), "model": self.model.state_dict()})
+                if self.ranks.is_main:
+                    save_checkpoint(self.run_dir / "best.pt",
+                                    {"meta": self.meta(), "model": self.model.state_dict()})
             self.state.epoch = epoch + 1
             self.save_last()
-            print(self.epoch_line(), flush=True)
+            if self.ranks.is_main:
+                print(self.epoch_line(), flush=True)
             if on_epoch is not None:
                 on_epoch(self.state)
 
