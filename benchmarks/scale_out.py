@@ -9,7 +9,7 @@ large synthetic log. Run each step under ``/usr/bin/time -v`` for the peak memor
     /usr/bin/time -v python benchmarks/scale_out.py evaluate /scratch/synth10m.parquet \\
         --cache /scratch/cache --users 20000 --item-chunk 65536
 
-Each prints one JSON line of figures.
+Each prints one JSON line of figures, with the process's peak resident memory.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -54,6 +55,7 @@ def _trainer(args: argparse.Namespace, run_dir: Path) -> Trainer:
         "model.name=sasrec", f"train.loss={args.loss}", f"train.n_negatives={args.negatives}",
         f"train.batch_size={args.batch_size}", "train.threads=1", "train.progress=false",
         "train.instances=window", f"train.eval_item_chunk={args.item_chunk}",
+        f"train.eval_batch_size={args.eval_batch_size}",
         f"data.max_len={args.max_len}"])
     prepare_torch(config.train)
     parts = split(log, ProtocolConfig())
@@ -109,7 +111,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     step = {"prepare": cmd_prepare, "epoch": cmd_epoch, "evaluate": cmd_evaluate}[args.step]
-    print(json.dumps(step(args)), flush=True)
+    figures = step(args)
+    figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps(figures), flush=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from denoiserec.atomic import atomic_write_text
+from denoiserec.atomic import _umask, atomic_write_text
 from denoiserec.data.log import Interactions
 
 CACHE_FORMAT = 1  # bump when the arrays or the preprocessing change meaning
@@ -96,6 +96,7 @@ def write_prepared(key: str, root: Path | None, *, n_rows: int, n_users: int,
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=root))
     try:
+        os.chmod(scratch, 0o777 & ~_umask())  # a plain mkdir's mode, not mkdtemp's 0700
         def array(name: str, dtype: str, size: int) -> np.ndarray:
             return open_memmap(scratch / f"{name}.npy", mode="w+", dtype=dtype, shape=(size,))
 

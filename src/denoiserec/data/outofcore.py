@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from denoiserec.data.cache import PreparedArrays, cache_key, load_prepared, write_prepared
+from denoiserec.data.cache import (
+    PreparedArrays,
+    cache_dir,
+    cache_key,
+    load_prepared,
+    write_prepared,
+)
 from denoiserec.data.log import PAD_TOKEN, Interactions
 from denoiserec.data.preprocess import DUPLICATE_POLICIES, TIME_ORDERS
 from denoiserec.data.readers import _OPTIONAL_DEFAULTS, _USER_FIELDS, _table_columns
@@ -312,8 +318,6 @@ def prepare_out_of_core(path: str | Path, *, name: str = "",
 
 
 def _scratch_root(cache_root: Path | None) -> Path:
-    from denoiserec.data.cache import cache_dir
-
     root = cache_root or cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     return root
