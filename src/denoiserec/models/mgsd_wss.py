@@ -70,7 +70,12 @@ from denoiserec.nn.gumbel import compact_kept, gate_keep, keep_most_recent_if_em
 from denoiserec.nn.kernels import GaussianKernelPerceptron, PerceptronMLP
 from denoiserec.nn.losses import Objective, bpr, cross_entropy
 from denoiserec.nn.readout import CleanNoiseReadout, bounded_log_probs
-from denoiserec.nn.schedules import ANNEALING, TemperatureSchedule
+from denoiserec.nn.schedules import (
+    ANNEALING,
+    Temperatures,
+    TemperatureSchedule,
+    TrainingProgress,
+)
 from denoiserec.nn.transformer import TransformerEncoder, attention_mask, init_bert_weights
 from denoiserec.noise.online import insert_items
 
@@ -198,6 +203,7 @@ class MGSDWSS(SequentialRecommender):
     name = "mgsd-wss"
     config_class = MGSDWSSConfig
     causal = False
+    denoiser = True
     window_training = ""
     window_refusal = "MGSD-WSS predicts once per sequence; use train.instances=prefix"
 
@@ -233,9 +239,6 @@ class MGSDWSS(SequentialRecommender):
             (c.contrastive_temperature, c.contrastive_temperature_floor), c.anneal_epochs,
             c.temperature_annealing)
 
-    def on_batch_start(self, epoch: int, step: int) -> None:
-        self.temperatures.update(epoch, step)
-
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight
 
@@ -261,12 +264,12 @@ class MGSDWSS(SequentialRecommender):
 
     # -- item granularity (§2.3, §2.7) --------------------------------------------------------
     def item_keep(self, log_probs: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor,
-                  sample: bool) -> torch.Tensor:
-        """(B, L) 0/1 keep mask with a straight-through gradient; a row that would keep
-        nothing keeps its most recent item."""
+                  sample: bool, tau: float) -> torch.Tensor:
+        """(B, L) 0/1 keep mask with a straight-through gradient (``tau``: the Gumbel
+        temperature); a row that would keep nothing keeps its most recent item."""
         c, mask = self.config, (items > 0).to(log_probs.dtype)
         ratio = c.gate_drop_ratio if c.gate == "ratio" else None
-        keep = gate_keep(log_probs, mask, self.temperatures.gumbel, sample, ratio)
+        keep = gate_keep(log_probs, mask, tau, sample, ratio)
         return keep_most_recent_if_empty(keep, lengths)
 
     def item_representation(self, encoded: torch.Tensor, items: torch.Tensor,
@@ -288,30 +291,34 @@ class MGSDWSS(SequentialRecommender):
         affinity = (self.interest_map(encoded) @ self.prototypes.T).softmax(-1) * mask
         return affinity.sum(1) / mask.sum(1).clamp(min=1.0)
 
-    def select_interests(self, predicted: torch.Tensor, sample: bool) -> torch.Tensor:
+    def select_interests(self, predicted: torch.Tensor, sample: bool, tau: float) -> torch.Tensor:
         """(B, K) h: the prototypes the selector keeps for the predicted target (r_seq)."""
         B, (K, H) = predicted.shape[0], self.prototypes.shape
         candidates = self.prototypes[None].expand(B, K, H)
         ones = predicted.new_ones(B, K, 1)
         log_probs, _ = self.selector(candidates, predicted, ones)
-        return gate_keep(log_probs, ones[..., 0], self.temperatures.gumbel, sample,
+        return gate_keep(log_probs, ones[..., 0], tau, sample,
                          self.config.interest_drop_ratio)
 
     # -- prediction (§2.9) --------------------------------------------------------------------
-    def granularities(self, batch: Batch, sample: bool | None = None) -> Granularities:
+    def granularities(self, batch: Batch, sample: bool | None = None,
+                      temperatures: Temperatures | None = None) -> Granularities:
+        """Both granularities of ``batch`` (the gates sampled in training unless ``sample`` says
+        otherwise; ``temperatures`` of the batch in training, else the start values)."""
         c = self.config
         sample = self.training if sample is None else sample
+        tau = (temperatures or self.temperatures.start).gumbel
         items, lengths = batch.items, batch.lengths
         encoded = self.encode_sequence(items, lengths)
         log_probs = self.noise_log_probs(encoded)
         judged = log_probs.detach() if c.head_gradient == "weak" else log_probs
-        keep = self.item_keep(judged, items, lengths, sample)
+        keep = self.item_keep(judged, items, lengths, sample, tau)
         sequence = self.backbone(encoded, items, lengths - 1, add_positions=False)  # r_seq
         item = interest = None
         if c.use_item_level:
             item = self.item_representation(encoded, items, keep, judged[..., 0].exp())
         interests = self.interest_distribution(encoded, items)
-        selected = self.select_interests(sequence, sample)
+        selected = self.select_interests(sequence, sample, tau)
         if c.use_interest_level:
             interest = (selected * interests) @ self.prototypes  # sum_k h_k w_k U_k
         return Granularities(encoded, log_probs, keep, interests, selected, sequence, item,
@@ -347,9 +354,11 @@ class MGSDWSS(SequentialRecommender):
         margin = (log_probs[..., 0] - log_probs[..., 1])[real]
         return F.binary_cross_entropy_with_logits(margin, (~noisy.is_noise[real]).float())
 
-    def contrastive_losses(self, parts: Granularities, batch: Batch) -> dict[str, torch.Tensor]:
-        """The item- and interest-level noise-weighted contrastive losses (batch means)."""
-        c, tau, user = self.config, self.temperatures.contrastive, parts.user
+    def contrastive_losses(self, parts: Granularities, batch: Batch,
+                           tau: float) -> dict[str, torch.Tensor]:
+        """The item- and interest-level noise-weighted contrastive losses (batch means) at
+        contrastive temperature ``tau``."""
+        c, user = self.config, parts.user
         losses = {}
         if c.use_item_level:
             clean = parts.log_probs[..., 0].exp().detach()  # the head's judgement, see above
@@ -376,11 +385,12 @@ class MGSDWSS(SequentialRecommender):
             return bpr(user, items, batch.targets, batch.negatives, reduction="none")
         raise ValueError("MGSD-WSS trains with train.loss=ce (the paper's) or bpr")
 
-    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
-        if batch.targets.dim() != 1:
+    def loss(self, batch: Batch, objective: Objective,
+             progress: TrainingProgress) -> ModelOutput:
+        if batch.instances != "prefix":
             raise ValueError("MGSD-WSS trains on prefix instances only (train.instances=prefix)")
-        c = self.config
-        parts = self.granularities(batch, sample=True)
+        c, temperatures = self.config, self.temperatures.at(progress)
+        parts = self.granularities(batch, sample=True, temperatures=temperatures)
         per_sample = self.recommendation_loss(parts.user, batch, objective)
         rec = per_sample.mean()
         total, logged = rec, {"rec": float(rec.detach())}
@@ -390,7 +400,8 @@ class MGSDWSS(SequentialRecommender):
         logged["interest_entropy"] = float(weight_entropy(
             parts.interests.detach(), torch.ones_like(parts.interests)).mean())
         scaled = {"item_cl": c.item_weight, "interest_cl": c.interest_weight}
-        for name, value in self.contrastive_losses(parts, batch).items():
+        for name, value in self.contrastive_losses(parts, batch,
+                                                   temperatures.contrastive).items():
             total = total + scaled[name] * value
             logged[name] = float(value.detach())
         if c.ws_weight > 0:  # after the scored representation: its random draws come last

@@ -30,8 +30,8 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   computed as ``n * softmax(log pi)``: finite gradients even when every pi underflows;
   ``soft_weight_norm=none``: ``w_i = pi_i``), so the weights act.
 * Temperatures decay compounding per 40 batches, at their floors after 360/720 batches (§4.3,
-  §7.6) -> exponential in the global step, at the floor after ``anneal_epochs`` epochs (steps
-  per epoch inferred at the first epoch change: the start value holds in epoch 0);
+  §7.6) -> exponential in the global step, at the floor after ``anneal_epochs`` epochs (the
+  start value holds in epoch 0; ``nn.schedules.TemperatureSchedule``);
   ``temperature_annealing=reference`` reproduces the reference. Gumbel floor 1e-3 -> 0.1: the
   straight-through gradient scales as 1/tau and is zero or spiky at 1e-3.
 * LR stepped per epoch, lr * (T - e) / T, no warm-up (§4.2) -> the trainer's per-batch warm-up.
@@ -76,6 +76,7 @@ from denoiserec.nn.schedules import (
     ANNEALING,
     CURRICULA,
     TemperatureSchedule,
+    TrainingProgress,
     curriculum_drop_rate,
     easiest_mean,
     kept_count,
@@ -222,6 +223,7 @@ class MSDCCL(SequentialRecommender):
     name = "msdccl"
     config_class = MSDCCLConfig
     causal = False
+    denoiser = True
     window_training = ""
     window_refusal = ("MSDCCL weighs items by one interest at the last item, and its backbone "
                       "is bidirectional (all-position training would show it every target); "
@@ -251,16 +253,10 @@ class MSDCCL(SequentialRecommender):
         init_bert_weights(self.item_embedding, c.initializer_range)
         self.backbone = model_class(c.backbone.name).build_encoder(c.backbone, max_len)
         self.backbone.reset_parameters()  # the registered backbone's own encoder and init
-        self.epoch = 0
         self.temperatures = TemperatureSchedule(
             (c.gumbel_temperature, c.gumbel_temperature_floor),
             (c.contrastive_temperature, c.contrastive_temperature_floor), c.anneal_epochs,
             c.temperature_annealing)
-
-    # -- schedules ---------------------------------------------------------------------------
-    def on_batch_start(self, epoch: int, step: int) -> None:
-        self.epoch = epoch
-        self.temperatures.update(epoch, step)
 
     # -- §4.2 user-interest extractor --------------------------------------------------------
     def _with_positions(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -331,10 +327,12 @@ class MSDCCL(SequentialRecommender):
 
     # -- §4.3.3 hard denoising ---------------------------------------------------------------
     def hard_keep(self, batch: Batch, log_probs: torch.Tensor | None = None,
-                  sample: bool | None = None) -> torch.Tensor:
+                  sample: bool | None = None, tau: float | None = None) -> torch.Tensor:
         """(B, L) keep mask, exactly 0/1 (0 on padding), carrying the straight-through
         gradient: sampled in training (unless ``sample=False``), deterministic in evaluation;
-        a row keeping nothing keeps its most recent item. Dropped = real items not kept."""
+        a row keeping nothing keeps its most recent item. Dropped = real items not kept.
+        ``tau``: the Gumbel temperature (it shapes the gradient only; default the start
+        value)."""
         if log_probs is None:
             log_probs = self.soft_denoise(batch).log_probs
         sample = self.training if sample is None else sample
@@ -342,7 +340,8 @@ class MSDCCL(SequentialRecommender):
         if c.gate == "centred":  # keep/drop relative to the row's mean relevance
             log_probs = centred_gate_logits(log_probs, mask, c.gate_bias)
         ratio = c.gate_drop_ratio if c.gate == "ratio" else None
-        keep = gate_keep(log_probs, mask, self.temperatures.gumbel, sample, ratio)
+        tau = self.temperatures.start.gumbel if tau is None else tau
+        keep = gate_keep(log_probs, mask, tau, sample, ratio)
         return keep_most_recent_if_empty(keep, batch.lengths)
 
     def denoising(self, batch: Batch) -> Denoising:
@@ -367,10 +366,12 @@ class MSDCCL(SequentialRecommender):
         return self.hard_encoder(x, attention_mask(compacted, causal=True), query=lengths - 1)
 
     # -- training objective ------------------------------------------------------------------
-    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
-        if batch.targets.dim() != 1:
+    def loss(self, batch: Batch, objective: Objective,
+             progress: TrainingProgress) -> ModelOutput:
+        if batch.instances != "prefix":
             raise ValueError("MSDCCL trains on prefix instances only (train.instances=prefix)")
         c, targets, items = self.config, batch.targets, self.item_embeddings()
+        temperatures = self.temperatures.at(progress)
         soft = self.soft_denoise(batch) if self.scorer_used else None  # None: the control
         embeddings = self.item_embedding(batch.items) if soft is None else soft.embeddings
         representation = self.backbone(embeddings, batch.items, batch.lengths - 1)  # r_soft
@@ -380,12 +381,13 @@ class MSDCCL(SequentialRecommender):
         if objective.kind == "bpr":
             per_sample = bpr(representation, items, targets, negatives, reduction="none")
         else:
-            per_sample = cross_entropy(representation, items, targets, reduction="none")
-        rec, shares = self.curriculum(per_sample)
+            per_sample = cross_entropy(representation, items, targets, objective.label_smoothing,
+                                       reduction="none")
+        rec, shares = self.curriculum(per_sample, progress.epoch)
         total, parts = rec, {"rec": float(rec.detach())}
         if soft is None:  # alpha = 1, lambda = 0: the backbone on the curriculum's term alone
             return ModelOutput(loss=total, parts=parts, per_sample=shares)
-        keep = self.hard_keep(batch, soft.log_probs, sample=True)
+        keep = self.hard_keep(batch, soft.log_probs, sample=True, tau=temperatures.gumbel)
         parts.update(liveness(Denoising(soft.log_probs, soft.weights, keep), batch.items > 0))
         if c.gate == "prior":  # pull the mean keep probability to keep_prior
             clean = soft.log_probs[..., 0].exp()[batch.items > 0].mean()
@@ -400,14 +402,16 @@ class MSDCCL(SequentialRecommender):
             labels = keep if c.contrastive_gate_gradient else keep.detach()
             contrastive = cross_signal_contrastive(
                 representation, self.item_embedding(batch.items), labels, batch.items > 0,
-                self.temperatures.contrastive).mean()
+                temperatures.contrastive).mean()
             total = total + c.loss_lambda * contrastive
             parts["cl"] = float(contrastive.detach())
         return ModelOutput(loss=total, parts=parts, per_sample=shares)
 
-    def curriculum(self, per_sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """§4.5: the mean over the easiest (1 - d_e) of the batch, and each sample's share."""
+    def curriculum(self, per_sample: torch.Tensor,
+                   epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """§4.5: the mean over the easiest (1 - d_e) of the batch in ``epoch``, and each
+        sample's share."""
         c = self.config
-        drop = curriculum_drop_rate(self.epoch, c.curriculum, c.curriculum_epochs,
+        drop = curriculum_drop_rate(epoch, c.curriculum, c.curriculum_epochs,
                                     c.sigmoid_extent, c.max_drop_rate)
         return easiest_mean(per_sample, drop), curriculum_shares(per_sample, drop)

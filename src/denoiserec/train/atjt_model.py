@@ -126,6 +126,6 @@ class AtjtNoiseModel(nn.Module):
 def query_items(batch: Batch) -> torch.Tensor:
     """(B,) the item g judges a row against: its target, or its last target in window mode
     (0 = none for Cloze windows, which carry no targets)."""
-    if batch.targets.dim() == 1:
+    if batch.instances == "prefix":
         return batch.targets
     return batch.targets.gather(1, (batch.lengths - 1).clamp(min=0)[:, None]).squeeze(1)

@@ -27,11 +27,12 @@ import torch
 from tqdm.auto import tqdm
 
 from denoiserec.config import check_choice, check_range
-from denoiserec.data.batches import Batch, Batcher, counted_mask, strided_windows
+from denoiserec.data.batches import INSTANCES, Batch, Batcher, counted_mask, strided_windows
 from denoiserec.errors import ConfigError, TrainingError
 from denoiserec.metrics import DEFAULT_KS, METRIC_NAMES
 from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.nn.losses import LOSSES, Objective, uniform_negatives
+from denoiserec.nn.schedules import TrainingProgress
 from denoiserec.protocols import Split
 from denoiserec.train.atjt import make_reweighter
 from denoiserec.train.atjt_model import ATJTConfig, check_reweight
@@ -41,7 +42,6 @@ from denoiserec.train.order import BATCH_ORDERS, length_batches, random_batches
 from denoiserec.train.stages import apply_stage
 
 CHECKPOINTS = ("best", "last")  # the run directory's weights: best valid epoch, final epoch
-INSTANCES = ("prefix", "window")
 DEVICES = ("auto", "cpu", "cuda")
 VALID_METRICS = (*(f"{name}@{k}" for name in METRIC_NAMES for k in DEFAULT_KS), "auc")
 
@@ -287,9 +287,12 @@ class Trainer:
                     on_batch: Callable[[int, ModelOutput], None] | None = None,
                     ) -> tuple[float, dict[str, float]]:
         """One epoch (or its first ``max_batches`` batches): mean loss and mean loss parts;
-        ``on_batch(step, output)`` after every optimiser step (diagnostics)."""
+        ``on_batch(step, output)`` after every optimiser step (diagnostics). The model learns
+        where training is only from the :class:`TrainingProgress` passed to its ``loss``."""
         self.model.train()
-        apply_stage(self.model, epoch, self.optimizer, self.scheduler)  # staged models only
+        stage = self.model.training_stage(epoch)  # staged models (END4Rec) only
+        if stage is not None:
+            apply_stage(self.model, stage, epoch, self.optimizer, self.scheduler)
         if self.train_config.window_offsets:
             self.instances = self._instances(epoch)
         batches = self._batches(epoch)
@@ -299,10 +302,11 @@ class Trainer:
                    mininterval=1.0,
                    disable=None if self.train_config.progress else True)  # None: tty only
         for step, index in enumerate(bar):
-            self.model.on_batch_start(epoch, epoch * steps_per_epoch + step)
+            progress = TrainingProgress(epoch=epoch, batch=step, steps_per_epoch=steps_per_epoch,
+                                        stage=stage)
             batch = self._batch(index.to(self.device))
             output = self.reweighter.reweight(  # per-sample weights (train.reweight)
-                batch, self.model.loss(batch, self.objective), epoch, step)
+                batch, self.model.loss(batch, self.objective, progress), progress)
             loss_value = float(output.loss.detach())
             if not math.isfinite(loss_value):
                 raise TrainingError(f"loss became {loss_value} at epoch {epoch}, batch {step}; "
@@ -391,12 +395,12 @@ class Trainer:
             recent = [e["valid"][metric] for e in self.state.history[-train.selection_window + 1:]
                       ] if train.selection_window > 1 else []
             value = float(np.mean([*recent, valid.metrics[metric]]))  # trailing mean
-            plan = getattr(self.model, "training_stage", None)  # staged models (END4Rec)
+            stage = self.model.training_stage(epoch)  # staged models (END4Rec)
             self.state.history.append({
                 "epoch": epoch, "train_loss": loss, "loss_parts": parts,
                 "train_seconds": train_seconds, "valid_seconds": valid_seconds,
                 "valid": valid.metrics, "selection_value": value,
-                "stage": plan(epoch).number if plan is not None else None})
+                "stage": stage.number if stage is not None else None})
             if self.state.improves(value):
                 self.state.best_value, self.state.best_epoch = round(value, 4), epoch
                 save_checkpoint(self.run_dir / "best.pt",
