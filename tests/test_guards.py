@@ -117,7 +117,7 @@ def test_clean_scores_belong_to_their_own_input_rows(small_log, trained_run, tmp
     from denoiserec.noise.scores import surprise_scores
 
     log = small_log
-    monkeypatch.setattr(clean_module, "load_dataset", lambda _: log)
+    monkeypatch.setattr(clean_module, "load_log", lambda _: log)
     # reference: the run's surprise score of every row of the canonical log, keyed by row
     model = restore(trained_run, log=log).model
     expected = surprise_scores(model, log, 10)

@@ -140,6 +140,8 @@ def cmd_clean(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from denoiserec.protocols import PROTOCOL_NAMES  # each protocol owns its CLI name
+
     parser = argparse.ArgumentParser(prog="denoiserec", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model and evaluate it under a protocol")
     train.add_argument("--model", help="registered model name (see `denoiserec models`)")
     train.add_argument("--dataset", help="known dataset name or path to a log file")
-    train.add_argument("--protocol", choices=["recbole", "fmlp", "sampled", "target", "ctr"])
+    train.add_argument("--protocol", choices=PROTOCOL_NAMES)
     train.add_argument("--output", type=Path, help="run directory (resumed if interrupted)")
     _add_run_arguments(train)
     train.set_defaults(func=cmd_train)
@@ -156,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best",
                           help="best valid epoch (default) or the final epoch")
-    evaluate.add_argument("--protocol", choices=["recbole", "fmlp", "sampled", "target", "ctr"])
+    evaluate.add_argument("--protocol", choices=PROTOCOL_NAMES)
     evaluate.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -170,8 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="models x noise ratios x seeds, with significance")
     compare.add_argument("--models", required=True, help="comma-separated, first = reference")
     compare.add_argument("--dataset", required=True)
-    compare.add_argument("--protocol", default="recbole",
-                         choices=["recbole", "fmlp", "sampled", "target"])
+    compare.add_argument("--protocol", default="recbole", choices=PROTOCOL_NAMES)
     compare.add_argument("--noise", type=_floats, default=[0.0], help="ratios, e.g. 0,0.1,0.2")
     compare.add_argument("--noise-kind", default="insert",
                          choices=["replace", "insert", "popular", "off-interest"])

@@ -39,13 +39,12 @@ import numpy as np
 
 from denoiserec.atomic import atomic_write_text, pid_lock
 from denoiserec.config import check_range, parse_override
-from denoiserec.data import Interactions, load_dataset
+from denoiserec.data import Interactions
 from denoiserec.errors import ConfigError
 from denoiserec.noise.detection import detection_report
 from denoiserec.noise.inject import NoiseConfig
 from denoiserec.noise.scores import has_native_scores, score_log
 from denoiserec.noise.significance import paired_permutation_test, per_user_metric
-from denoiserec.protocols import leave_one_out
 from denoiserec.report.comparison import REPORTED, CellResult, Detection, SummaryRow, write_outputs
 from denoiserec.run import (
     fingerprint,
@@ -137,8 +136,7 @@ def detection_of(run_dir: Path, config: RunConfig, clean: Interactions) -> Detec
     if config.noise is None:
         return None
     trainer = restore(run_dir, config, clean)
-    noisy = trainer.split.log
-    _, train_end, _, _ = leave_one_out(noisy)
+    noisy, train_end = trainer.split.log, trainer.split.train_end  # the protocol's own split
     in_train = np.arange(noisy.n_interactions) < train_end[noisy.row_users]
     native = has_native_scores(trainer.model)
     report: dict[str, Any] = {"scorer": "native" if native else "surprise"}
@@ -233,8 +231,7 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
                                         f"model={models[0]}"]).train.seed
     configs = {cell: cell_config(base, cell, kind) for cell in
                [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]}
-    first = next(iter(configs.values()))  # the target protocol adds a shipped test file
-    clean = load_log(first) if first.protocol.name == "target" else load_dataset(first.data)
+    clean = load_log(next(iter(configs.values())))  # with a shipped test file, if any
     for model in models:  # every model builds, before any cell trains
         config = replace(next(c for cell, c in configs.items() if cell.model == model),
                          noise=None)

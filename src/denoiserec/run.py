@@ -35,7 +35,7 @@ from denoiserec.data.digest import log_digest
 from denoiserec.errors import ConfigError, DataError
 from denoiserec.models import build_model
 from denoiserec.noise.inject import inject
-from denoiserec.protocols import Split, split
+from denoiserec.protocols import Split, protocol_of, split
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
 from denoiserec.runconfig import RunConfig, config_to_yaml, differences, load_config, resolve
@@ -69,10 +69,10 @@ class RunResult:
 
 
 def load_log(config: RunConfig) -> Interactions:
-    """The configured dataset; under the ``target`` protocol (``shipped_split``) with the test
-    file the dataset ships, if any (RetailRocket)."""
-    shipped = config.protocol.name == "target" and config.protocol.shipped_split
-    return load_dataset(config.data, shipped_test=shipped)
+    """The configured dataset, with the test file it ships (RetailRocket) where the protocol
+    reads one (``target`` with ``shipped_split``)."""
+    return load_dataset(config.data,
+                        shipped_test=protocol_of(config.protocol).reads_shipped_test)
 
 
 def prepare(config: RunConfig, log: Interactions | None = None) -> Split:

@@ -33,7 +33,7 @@ from denoiserec.errors import ConfigError
 from denoiserec.models import model_class as model_class_of
 from denoiserec.models import model_config_class
 from denoiserec.noise.inject import NoiseConfig
-from denoiserec.protocols import ProtocolConfig
+from denoiserec.protocols import PROTOCOLS, ProtocolConfig
 from denoiserec.train.trainer import TrainConfig
 
 SHORT_KEYS = {
@@ -108,16 +108,21 @@ def resolve(raw: dict[str, Any]) -> RunConfig:
 
 
 def check_task(task: str, protocol: str, train: TrainConfig) -> None:
-    """A CTR model (``models/ctr.py``) trains on the ``ctr`` protocol's (history, candidate,
-    label) samples, and ``auc`` exists under ``ctr`` only."""
-    if task == "ctr" and protocol != "ctr":
-        raise ConfigError(f"this is a CTR model: it trains on (history, candidate, label) "
-                          f"samples of protocol=ctr, not protocol={protocol}")
+    """The protocol trains models of this task (a CTR model, ``models/ctr.py``, only the
+    ``ctr`` protocol's (history, candidate, label) samples) and reports the valid metric."""
+    rules = PROTOCOLS[protocol]
+    if task not in rules.tasks:
+        serving = [name for name, cls in PROTOCOLS.items() if task in cls.tasks]
+        raise ConfigError(f"this is a {task} model: it trains under protocol="
+                          f"{' or '.join(serving)}, not protocol={protocol}")
     if task == "ctr" and (train.loss != "ce" or train.label_smoothing):
         raise ConfigError("a CTR model trains with binary cross-entropy: leave train.loss "
                           "and train.label_smoothing unset")
-    if train.valid_metric == "auc" and protocol != "ctr":
-        raise ConfigError("train.valid_metric=auc needs protocol=ctr")
+    if train.valid_metric in {m for cls in PROTOCOLS.values() for m in cls.metrics} and \
+            train.valid_metric not in rules.metrics:
+        owners = [name for name, cls in PROTOCOLS.items() if train.valid_metric in cls.metrics]
+        raise ConfigError(f"train.valid_metric={train.valid_metric} needs protocol="
+                          f"{' or '.join(owners)}")
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:

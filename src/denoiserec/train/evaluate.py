@@ -17,7 +17,7 @@ from denoiserec.metrics import (
     target_ranks,
 )
 from denoiserec.models.base import SequentialRecommender
-from denoiserec.protocols import EvalSet, ProtocolConfig, exclude_unrankable
+from denoiserec.protocols import EvalSet, ProtocolConfig, protocol_of
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,15 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
              protocol: ProtocolConfig, batch_size: int = 4096,
              ks: tuple[int, ...] = DEFAULT_KS) -> Evaluation:
     """Rank every instance's target among the items ``protocol`` allows (ties broken by
-    ``protocol.ties``).
+    ``protocol.ties``); a protocol that scores fixed candidates (``ctr``) is evaluated by
+    :func:`evaluate_candidates`.
 
     Instances are processed in order of input length, so that each chunk is cut to its own
     longest input (on short-sequence logs such as Beauty most chunks are far shorter than
     ``max_len``); ranks are returned in the order of ``eval_set``.
     """
-    if protocol.name == "ctr":
+    rules = protocol_of(protocol)
+    if rules.scores_candidates:
         return evaluate_candidates(model, batcher, eval_set, protocol, batch_size, ks)
     was_training = model.training
     model.eval()
@@ -65,8 +67,8 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
         users, targets = users_all[chunk], targets_all[chunk]
         batch = batcher.prefix(users, targets)
         scores = model.score_all(batch).float()
-        scores = exclude_unrankable(
-            scores, batcher.items, batcher.starts[users], targets, batch.targets, protocol,
+        scores = rules.exclude_unrankable(
+            scores, batcher.items, batcher.starts[users], targets, batch.targets,
             None if negatives_all is None else negatives_all[chunk])
         ranks.append(target_ranks(scores, batch.targets, ties=protocol.ties, max_k=max(ks)))
     model.train(was_training)
@@ -81,7 +83,8 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
 def evaluate_candidates(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
                         protocol: ProtocolConfig, batch_size: int = 4096,
                         ks: tuple[int, ...] = DEFAULT_KS) -> Evaluation:
-    """The ``ctr`` protocol (ATJT spec §2): each instance's target (column 0) and its sampled
+    """A candidate-scoring protocol (``ctr``, ATJT spec §2): each instance's target (column 0)
+    and its sampled
     negatives scored by ``model.score_candidates`` in eval mode (the code never left train
     mode, spec §7.13), then :func:`~denoiserec.metrics.candidate_metrics` per instance.
     ``batch_size`` counts scored (instance, candidate) pairs."""
