@@ -13,7 +13,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "denoiserec"
 LAYERS = [  # lowest first; a module may import its own layer or any lower one
-    ("errors", "atomic", "config", "metrics", "report", "noise.significance"),
+    ("errors", "atomic", "config", "metrics", "report", "noise.significance", "runfolder"),
     ("data",),
     ("protocols",),
     ("noise.inject", "noise.online"),

@@ -203,7 +203,7 @@ def test_clean_round_trips_a_log(log, trained, tmp_path, monkeypatch):
 def test_clean_keep_last_never_drops_a_users_last_rows(log, trained, tmp_path, monkeypatch):
     from denoiserec import clean as clean_module
 
-    monkeypatch.setattr(clean_module, "load_dataset", lambda _: log)
+    monkeypatch.setattr(clean_module, "load_log", lambda _: log)
     frame = pd.DataFrame({"user_id": log.user_tokens[log.row_users],
                           "item_id": log.item_tokens[log.items], "timestamp": log.timestamps,
                           "extra": np.arange(log.n_interactions)})

@@ -11,7 +11,6 @@ size) are exempt, and each of them must be accepted.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,8 +21,9 @@ import pytest
 from denoiserec import run as run_module
 from denoiserec.errors import ConfigError
 from denoiserec.models import MODELS
-from denoiserec.run import FINGERPRINT, RESUMABLE_CHANGES, fingerprint, mismatch
+from denoiserec.run import RESUMABLE_CHANGES, fingerprint, mismatch
 from denoiserec.runconfig import RunConfig, differences, flatten, load_config, resolve
+from denoiserec.runfolder import RunFolder
 
 # settings valid only beside another one: the base of such a key sets the other first
 COMPANIONS = {
@@ -124,7 +124,7 @@ def test_a_run_is_not_reused_after_any_setting_that_changes_results(
         if changed is None:
             unchanged.append(key)
             continue
-        (tmp_path / FINGERPRINT).write_text(json.dumps(_fingerprint(base, monkeypatch)))
+        RunFolder(tmp_path).write_fingerprint(_fingerprint(base, monkeypatch))
         problem = mismatch(tmp_path, _fingerprint(changed, monkeypatch))
         if key in EXEMPT:
             assert problem is None, f"{key} may change on resume, yet: {problem}"

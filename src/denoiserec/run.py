@@ -1,15 +1,5 @@
-"""A run: config -> data -> split -> Trainer -> run directory with everything it measured.
-
-Run directory layout::
-
-    config.yaml      the resolved configuration (re-loadable with --config)
-    fingerprint.json the inputs: sha256 of the prepared sequences (noise labels included) and
-                     the configuration less what may change on resume (RESUMABLE_CHANGES)
-    metrics.json     protocol, dataset statistics, valid metrics per epoch, test at best, timings
-    best.pt last.pt  checkpoints (tensors only; loaded with weights_only=True)
-    curve.png        training loss and valid metric per epoch
-    test_ranks.csv   rank of every test target (user, item, rank) for paired tests
-    .lock            the pid of the process training it (while it trains)
+"""A run: config -> data -> split -> Trainer -> run directory with everything it measured
+(its files, their names and formats: :mod:`denoiserec.runfolder`).
 
 Nothing is written before the configuration, the data and the model have been built. A run
 directory that holds trained epochs is only resumed with the same fingerprint, and is only
@@ -18,9 +8,7 @@ evaluated on data that still gives the same sequences.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import time
 from dataclasses import dataclass, replace
@@ -39,13 +27,12 @@ from denoiserec.protocols import Split, protocol_of, split
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
 from denoiserec.runconfig import RunConfig, config_to_yaml, differences, load_config, resolve
+from denoiserec.runfolder import RunFolder, check_run_output
 from denoiserec.train.evaluate import Evaluation
 from denoiserec.train.trainer import Trainer, prepare_torch
 
 # settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"epochs", "progress", "threads", "device", "eval_batch_size"}
-FINGERPRINT = "fingerprint.json"
-LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -118,13 +105,11 @@ def fingerprint(config: RunConfig, split_: Split) -> dict[str, Any]:
 def recorded_fingerprint(run_dir: Path) -> dict[str, Any] | None:
     """The fingerprint ``run_dir`` records; from ``config.yaml`` alone (no data digest) for a
     run of an older denoiserec; None for no run."""
-    path = run_dir / FINGERPRINT
-    if path.is_file():
-        try:
-            return json.loads(path.read_text())
-        except ValueError:
-            raise ConfigError(f"{path}: not a fingerprint (broken JSON)") from None
-    if (run_dir / "config.yaml").is_file():
+    folder = RunFolder(run_dir)
+    recorded = folder.read_fingerprint()
+    if recorded is not None:
+        return recorded
+    if folder.config.is_file():
         return {"config": load_run_config(run_dir).to_dict(), "data": None}
     return None
 
@@ -152,25 +137,12 @@ def mismatch(run_dir: Path, now: dict[str, Any]) -> str | None:
     return None
 
 
-def check_output(run_dir: Path) -> None:
-    """``run_dir`` can hold a run: absent, empty, or a run directory."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} is a file, not a run directory; choose another --output")
-    is_run = any((run_dir / name).is_file() for name in ("config.yaml", FINGERPRINT, LOCK))
-    if run_dir.is_dir() and not is_run and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir} exists and is not a denoiserec run directory; "
-                          "choose another --output")
-
-
-def _write_ranks(path: Path, split_: Split, evaluation: Evaluation) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["user", "item", "rank"])
+def _test_ranks(split_: Split, evaluation: Evaluation) -> list[tuple[str, str, int]]:
+    """(user token, item token, rank) of every test target."""
     log = split_.evaluation_log
     items = log.items[split_.test.targets]
-    for user, item, rank in zip(evaluation.users, items, evaluation.ranks, strict=True):
-        writer.writerow([log.user_tokens[user], log.item_tokens[item], int(rank)])
-    atomic_write_text(path, buffer.getvalue())
+    return [(log.user_tokens[user], log.item_tokens[item], int(rank))
+            for user, item, rank in zip(evaluation.users, items, evaluation.ranks, strict=True)]
 
 
 def _report(trainer: Trainer, split_: Split, started: float) -> dict[str, Any]:
@@ -212,23 +184,24 @@ def train_config(config: RunConfig, run_dir: Path | str | None = None,
     """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run)."""
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    check_output(run_dir)
+    check_run_output(run_dir)
     split_ = prepare(config, log)
     trainer = make_trainer(config, split_, run_dir)  # builds the model; writes nothing
     now = fingerprint(config, split_)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with pid_lock(run_dir / LOCK) as mine:
+    lock = RunFolder(run_dir).lock
+    with pid_lock(lock) as mine:
         if not mine:
             raise ConfigError(f"{run_dir} is being trained by process "
-                              f"{lock_holder(run_dir / LOCK)}; wait for it or choose another "
+                              f"{lock_holder(lock)}; wait for it or choose another "
                               "--output")
         return _train_locked(config, split_, trainer, now, started)
 
 
 def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[str, Any],
                   started: float) -> RunResult:
-    run_dir = trainer.run_dir
-    if (run_dir / "last.pt").is_file():  # trained epochs: only the same inputs may resume
+    run_dir, folder = trainer.run_dir, trainer.folder
+    if folder.has_trained():  # trained epochs: only the same inputs may resume
         problem = mismatch(run_dir, now)
         if problem:
             raise ConfigError(f"{run_dir} {problem}; choose another --output")
@@ -239,13 +212,12 @@ def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[
                               f"{config.train.epochs}; choose another --output")
         print(f"resumed from epoch {done} ({done} epochs done; epochs count from 0)",
               flush=True)
-    atomic_write_text(run_dir / FINGERPRINT, json.dumps(now, indent=1))
-    atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
+    folder.write_fingerprint(now)
+    atomic_write_text(folder.config, config_to_yaml(config))
     _announce(config, split_, run_dir)
-    metrics_path = run_dir / "metrics.json"
 
     def write_progress(_: Any) -> None:
-        atomic_write_text(metrics_path, json.dumps(_report(trainer, split_, started), indent=1))
+        folder.write_metrics(_report(trainer, split_, started))
 
     trainer.fit(on_epoch=write_progress)
     trainer.load_weights()
@@ -254,9 +226,9 @@ def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[
     report = _report(trainer, split_, started)
     report.update(test=test.metrics, test_seconds=time.perf_counter() - test_started,
                   stopped_early=trainer.state.epoch < config.train.epochs, finished=True)
-    atomic_write_text(metrics_path, json.dumps(report, indent=1))
-    _write_ranks(run_dir / "test_ranks.csv", split_, test)
-    training_curve(run_dir / "curve.png", trainer.state.history, config.train.valid_metric,
+    folder.write_metrics(report)
+    folder.write_test_ranks(_test_ranks(split_, test))
+    training_curve(folder.curve, trainer.state.history, config.train.valid_metric,
                    f"{config.model.name} on {split_.log.name} ({config.protocol.name})")
     return RunResult(run_dir=run_dir, config=config, protocol=config.protocol.name,
                      dataset=split_.log.name, best_epoch=trainer.state.best_epoch,
@@ -278,7 +250,7 @@ def train(model: str = "sasrec", dataset: str = "synthetic", protocol: str = "re
 
 
 def load_run_config(run_dir: Path | str) -> RunConfig:
-    path = Path(run_dir) / "config.yaml"
+    path = RunFolder(Path(run_dir)).config
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     try:

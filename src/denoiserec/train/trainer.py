@@ -34,6 +34,7 @@ from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.nn.losses import LOSSES, Objective, uniform_negatives
 from denoiserec.nn.schedules import TrainingProgress
 from denoiserec.protocols import Split
+from denoiserec.runfolder import RunFolder
 from denoiserec.train.atjt import make_reweighter
 from denoiserec.train.atjt_model import ATJTConfig, check_reweight
 from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
@@ -41,7 +42,6 @@ from denoiserec.train.evaluate import Evaluation, evaluate
 from denoiserec.train.order import BATCH_ORDERS, length_batches, random_batches
 from denoiserec.train.stages import apply_stage
 
-CHECKPOINTS = ("best", "last")  # the run directory's weights: best valid epoch, final epoch
 DEVICES = ("auto", "cpu", "cuda")
 VALID_METRICS = (*(f"{name}@{k}" for name in METRIC_NAMES for k in DEFAULT_KS), "auc")
 
@@ -204,6 +204,7 @@ class Trainer:
         self.train_config = train
         self.split = split
         self.run_dir = run_dir
+        self.folder = RunFolder(run_dir)  # where checkpoints go (names: runfolder.py)
         self.max_len = max_len
         self.device = resolve_device(train.device)
         if train.instances == "window" and not model.window_training:
@@ -342,7 +343,7 @@ class Trainer:
                 "max_len": self.max_len}
 
     def save_last(self) -> None:
-        save_checkpoint(self.run_dir / "last.pt", {
+        save_checkpoint(self.folder.checkpoint("last"), {
             "meta": self.meta(), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "epoch": self.state.epoch, "best_epoch": self.state.best_epoch,
@@ -353,7 +354,7 @@ class Trainer:
 
     def resume(self) -> bool:
         """Restore ``last.pt`` if the run directory has one; True when resumed."""
-        path = self.run_dir / "last.pt"
+        path = self.folder.checkpoint("last")
         if not path.is_file():
             return False
         state = load_checkpoint(path, expect=self.meta())
@@ -370,10 +371,7 @@ class Trainer:
 
     def load_weights(self, checkpoint: str = "best") -> None:
         """Load the weights of ``best.pt`` (or of ``last.pt``, the final epoch's, when asked)."""
-        if checkpoint not in CHECKPOINTS:
-            choices = " or ".join(CHECKPOINTS)
-            raise ConfigError(f"checkpoint '{checkpoint}' unknown (choose {choices})")
-        state = load_checkpoint(self.run_dir / f"{checkpoint}.pt", expect=self.meta())
+        state = load_checkpoint(self.folder.checkpoint(checkpoint), expect=self.meta())
         self.model.load_state_dict(state["model"])
 
     # -- the loop ----------------------------------------------------------------------------
@@ -403,7 +401,7 @@ class Trainer:
                 "stage": stage.number if stage is not None else None})
             if self.state.improves(value):
                 self.state.best_value, self.state.best_epoch = round(value, 4), epoch
-                save_checkpoint(self.run_dir / "best.pt",
+                save_checkpoint(self.folder.checkpoint("best"),
                                 {"meta": self.meta(), "model": self.model.state_dict()})
             self.state.epoch = epoch + 1
             self.save_last()
