@@ -8,8 +8,10 @@
 
 Two kinds of case, each trained with seed 2020 on 1 thread and its test metrics written as JSON:
 
-* ``<model>``: every registered model, 1 epoch on ml-100k with prefix instances (the
-  sequential models under ``recbole``, the CTR models under ``ctr``, as they must);
+* ``<model>``: every registered model, 1 epoch with prefix instances (the sequential models
+  under ``recbole``, the CTR models under ``ctr``, as they must), and ``sasrec/<protocol>``
+  under the other protocols that rank (``fmlp``, ``sampled``), on the synthetic log
+  (``--dataset``: another; ml-100k takes ~4x longer);
 * ``<model>/<what>`` on the synthetic log, 3 epochs: the settings that reach a model through
   the training loop rather than its config -- the denoisers' schedules after epoch 0 (MSDCCL's
   curriculum and temperatures, MGSD-WSS's temperatures, END4Rec's four stages), window
@@ -53,12 +55,15 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def cases() -> dict[str, list[str]]:
+def cases(dataset: str) -> dict[str, list[str]]:
     """Every case's overrides (see the module docstring)."""
     out = {}
     for name, cls in sorted(MODELS.items()):
         protocol = "ctr" if cls.task == "ctr" else "recbole"
-        out[name] = [f"model={name}", "dataset=ml-100k", f"protocol={protocol}", "epochs=1"]
+        out[name] = [f"model={name}", f"dataset={dataset}", f"protocol={protocol}", "epochs=1"]
+    for protocol in ("fmlp", "sampled"):
+        out[f"sasrec/{protocol}"] = ["model=sasrec", f"dataset={dataset}",
+                                     f"protocol={protocol}", "epochs=1"]
     out.update({name: [*SHORT, *overrides] for name, overrides in VARIANTS.items()})
     return out
 
@@ -78,10 +83,11 @@ def run(chosen: dict[str, list[str]]) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", help="comma-separated case names (default: all)")
+    parser.add_argument("--dataset", default="synthetic", help="of the one-epoch cases")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--against", type=Path, help="a JSON written before, to compare with")
     args = parser.parse_args()
-    every = cases()
+    every = cases(args.dataset)
     names = args.cases.split(",") if args.cases else list(every)
     unknown = [n for n in names if n not in every]
     if unknown:
