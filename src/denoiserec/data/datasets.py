@@ -16,13 +16,12 @@ from pathlib import Path
 from denoiserec.config import check_choice, check_range
 from denoiserec.data import readers
 from denoiserec.data.log import Interactions, RawLog
-from denoiserec.data.preprocess import build_interactions
+from denoiserec.data.preprocess import TIME_ORDERS, build_interactions
 from denoiserec.data.shipped import read_with_shipped_test, shipped_test_path
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.errors import DataError
 
 DUPLICATES = ("keep", "first", "last")
-TIME_ORDERS = ("recbole", "exact")
 
 
 @dataclass(frozen=True)
