@@ -11,6 +11,7 @@ epoch of every cell, and the gated models' keep rate and weight entropy per epoc
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
