@@ -189,3 +189,18 @@ def test_early_stopping_keeps_the_later_epoch_of_a_rounded_tie(tiny_log, tmp_pat
     trainer.fit()
     assert trainer.state.best_epoch == best
     assert trainer.state.best_value == round(max(values), 4)
+
+
+def test_the_model_is_told_where_training_is(tiny_log, tmp_path):
+    """The progress passed to ``loss`` counts full epochs, also when a run trains only the first
+    ``max_batches`` of each (the old epoch-length guess then numbered the steps wrongly)."""
+    config = tiny_config(epochs=2)
+    trainer = make_trainer(config, prepare(config, tiny_log), tmp_path)
+    seen, loss = [], trainer.model.loss
+    trainer.model.loss = lambda batch, objective, progress: (seen.append(progress),
+                                                             loss(batch, objective, progress))[1]
+    full = len(trainer._batches(1))
+    assert full > 2
+    trainer.train_epoch(1, max_batches=2)
+    assert [(p.epoch, p.batch, p.steps_per_epoch, p.step) for p in seen] == [
+        (1, 0, full, full), (1, 1, full, full + 1)]
