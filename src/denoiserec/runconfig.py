@@ -113,7 +113,8 @@ def check_task(task: str, protocol: str, train: TrainConfig) -> None:
     rules = PROTOCOLS[protocol]
     if task not in rules.tasks:
         serving = [name for name, cls in PROTOCOLS.items() if task in cls.tasks]
-        raise ConfigError(f"this is a {task} model: it trains under protocol="
+        kind = "a CTR model" if task == "ctr" else f"a {task} model"
+        raise ConfigError(f"this is {kind}: it trains under protocol="
                           f"{' or '.join(serving)}, not protocol={protocol}")
     if task == "ctr" and (train.loss != "ce" or train.label_smoothing):
         raise ConfigError("a CTR model trains with binary cross-entropy: leave train.loss "
