@@ -57,7 +57,7 @@ from denoiserec.run import (
     restore,
     train_config,
 )
-from denoiserec.runconfig import SHORT_KEYS, RunConfig, load_config
+from denoiserec.runconfig import SHORT_KEYS, RunConfig, check_settings_apply, load_config
 
 # settings the grid sets for each cell, and the option that sets them
 GRID_KEYS = {"model.name": "--models", "data.dataset": "--dataset", "protocol.name": "--protocol",
@@ -233,6 +233,8 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
                                         f"model={models[0]}"]).train.seed
     configs = {cell: cell_config(base, cell, kind) for cell in
                [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]}
+    for config in configs.values():  # nothing set that would do nothing in a cell
+        check_settings_apply(config)
     first = next(iter(configs.values()))  # the target protocol adds a shipped test file
     clean = load_log(first) if first.protocol.name == "target" else load_dataset(first.data)
     for model in models:  # every model builds, before any cell trains

@@ -92,6 +92,14 @@ def data_dir() -> Path:
     return cache / "denoiserec" / "data"
 
 
+def resolve_dataset_path(dataset: str) -> str:
+    """A dataset given as the path of an existing file, made absolute (a run folder then finds
+    it from any directory); names and missing paths unchanged."""
+    if dataset == "synthetic" or dataset in KNOWN or not Path(dataset).expanduser().exists():
+        return dataset
+    return str(Path(dataset).expanduser().resolve())
+
+
 def locate(name: str) -> Path:
     """The file of a known dataset, or a clear error saying where it was expected."""
     known = KNOWN[name]

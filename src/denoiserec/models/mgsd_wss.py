@@ -200,6 +200,7 @@ class MGSDWSS(SequentialRecommender):
     causal = False
     window_training = ""
     window_refusal = "MGSD-WSS predicts once per sequence; use train.instances=prefix"
+    losses = ("ce", "bpr")
 
     def __init__(self, config: MGSDWSSConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)
