@@ -40,6 +40,7 @@ import torch
 
 from denoiserec.config import check_choice, check_range
 from denoiserec.data.ctr import CTRConfig, build_samples
+from denoiserec.data.datasets import KNOWN
 from denoiserec.data.log import Interactions
 from denoiserec.errors import ConfigError, ProtocolError
 from denoiserec.metrics import TIE_RULES
@@ -253,9 +254,12 @@ def target_behaviour_rows(log: Interactions, protocol: ProtocolConfig) -> np.nda
         raise ProtocolError(f"{log.name}: the target protocol needs behaviours; the log has none")
     ids = [b for b, token in enumerate(log.behaviour_tokens) if token in protocol.target_tokens]
     if not ids:
+        known = KNOWN.get(log.name)
+        hint = (f" (its buys: --set protocol.target_behaviour={known.buy_tokens})"
+                if known is not None and known.buy_tokens else "")
         raise ProtocolError(f"{log.name}: no behaviour {protocol.target_behaviour} "
                             f"(the log has {', '.join(log.behaviour_tokens)}); set "
-                            "protocol.target_behaviour")
+                            f"protocol.target_behaviour{hint}")
     is_target = np.isin(log.behaviours, ids)
     is_target[log.offsets[:-1][log.lengths > 0]] = False
     return is_target

@@ -387,9 +387,9 @@ def evaluate_run(run_dir: Path | str, protocol: str | None = None,
     """Re-evaluate a run's ``best`` (or ``last``) checkpoint on valid and test, optionally under
     another protocol."""
     config = load_run_config(run_dir)
-    if protocol is not None:
-        config = replace(config, protocol=replace(config.protocol, name=protocol))
+    if protocol is not None:  # a CTR model ranks only its protocol's candidates
         check_task(model_class(config.model.name).task, protocol, config.train)
+        config = replace(config, protocol=replace(config.protocol, name=protocol))
     note = unfinished(Path(run_dir), checkpoint)
     if note:
         warnings.warn(note, stacklevel=2)

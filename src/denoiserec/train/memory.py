@@ -25,8 +25,8 @@ PARAMETER_COPIES = 4  # weights, gradients, Adam's first and second moments
 SCORE_COPIES = 3  # logits, softmax, gradient
 
 
-def _gib(size: float) -> str:
-    return f"{size / 2**30:.1f} GiB"
+def _size(size: float) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
 def parameter_bytes(model_config: Any, n_items: int, max_len: int) -> tuple[int, str]:
@@ -62,7 +62,7 @@ def check_memory(model_config: Any, split: Split, max_len: int, batch_size: int,
     need = params * PARAMETER_COPIES + scores
     if free is not None and need > free:
         raise ConfigError(
-            f"these settings need at least {_gib(need)} of memory to train (parameters "
-            f"{_gib(params)} x {PARAMETER_COPIES} with gradients and Adam's moments, largest "
-            f"{largest}; scores of a batch {_gib(scores)}) and {device.type} has {_gib(free)} "
+            f"these settings need at least {_size(need)} of memory to train (parameters "
+            f"{_size(params)} x {PARAMETER_COPIES} with gradients and Adam's moments, largest "
+            f"{largest}; scores of a batch {_size(scores)}) and {device.type} has {_size(free)} "
             "free; lower model.hidden_size, data.max_len or train.batch_size")
