@@ -31,7 +31,7 @@ from bad_inputs_cases import CASES, Case, Scratch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "bad-inputs.md"
 SECTIONS = {
-    "earlier": "Earlier cases (issue 21)",
+    "earlier": "Earlier cases (each rerun here)",
     "traceback": "Issue 28: causes that gave a traceback",
     "silent": "Issue 28: accepted silently, or wrong",
     "newcomer": "Issue 28: a newcomer's first hour",

@@ -210,7 +210,7 @@ def test_evaluate_says_when_a_run_has_not_finished_training(trained, tmp_path):
     run = _copy(trained, tmp_path / "run")
     report = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({**report, "finished": False}))
-    with pytest.warns(UserWarning, match=r"did not finish training \(1 epochs done"):
+    with pytest.warns(UserWarning, match=r"did not finish training \(1 epoch done"):
         evaluate_run(run)
     (run / ".lock").write_text(f"{os.getppid()} {start_time(os.getppid())}")
     with pytest.warns(UserWarning, match=f"still being trained by process {os.getppid()}"):

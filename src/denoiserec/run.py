@@ -334,7 +334,8 @@ def unfinished(run_dir: Path, checkpoint: str) -> str | None:
         report = {}
     if report.get("finished"):
         return None
-    done = f"{len(report.get('epochs', []))} epochs done"
+    epochs = len(report.get("epochs", []))
+    done = f"{epochs} epoch{'' if epochs == 1 else 's'} done"
     if holder_alive(run_dir / LOCK):
         return (f"{run_dir} is still being trained by process {lock_holder(run_dir / LOCK)} "
                 f"({done}): these are the {checkpoint} checkpoint's numbers so far")
