@@ -52,6 +52,17 @@ def test_a_run_stores_its_dataset_resolved_and_evaluates_from_elsewhere(tmp_path
     assert evaluate_run("../run")["test"].metrics
 
 
+def test_a_run_of_an_earlier_version_with_a_relative_path_still_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_log(tmp_path / "a.csv")
+    train(dataset="a.csv", overrides=TINY, output="run")
+    for name in ("config.yaml", "fingerprint.json"):  # as an earlier version wrote them
+        path = tmp_path / "run" / name
+        path.write_text(path.read_text().replace(str(tmp_path / "a.csv"), "a.csv"))
+    resumed = train(dataset="a.csv", overrides=[*TINY, "epochs=2"], output="run")
+    assert len(resumed.history) == 2
+
+
 def test_datasets_without_stats_says_how_to_get_the_counts(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DENOISEREC_DATA", str(tmp_path))
     assert main(["datasets"]) == 0

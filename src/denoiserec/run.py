@@ -32,6 +32,7 @@ from typing import Any
 from denoiserec.atomic import atomic_write_text, holder_alive, lock_holder, pid_lock
 from denoiserec.config import read_yaml
 from denoiserec.data import Interactions, load_dataset
+from denoiserec.data.datasets import resolve_dataset_path
 from denoiserec.data.digest import log_digest
 from denoiserec.errors import ConfigError, DataError
 from denoiserec.models import build_model, model_class
@@ -167,6 +168,8 @@ def mismatch(run_dir: Path, now: dict[str, Any]) -> str | None:
         old = comparable(before["config"])
     except ConfigError as err:
         return f"holds a configuration this version cannot load ({err})"
+    # runs of earlier versions stored a dataset path as typed: from here, it is the same file
+    old["data"]["dataset"] = resolve_dataset_path(old["data"]["dataset"])
     new = now["config"]
     if old["data"]["dataset"] != new["data"]["dataset"]:
         return f"was trained on another dataset ({old['data']['dataset']}, now " \
