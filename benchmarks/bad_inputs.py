@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,7 @@ def main() -> int:
     parser.add_argument("--only", help="run only the cases whose label contains this")
     args = parser.parse_args()
     started = time.perf_counter()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unmount and clean up on kill
     with tempfile.TemporaryDirectory(prefix="denoiserec-bad-inputs-") as folder:
         scratch = Scratch(Path(folder))
         try:
