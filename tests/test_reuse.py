@@ -137,4 +137,5 @@ def test_a_run_is_not_reused_after_any_setting_that_changes_results(
 
 
 def test_the_exempt_settings_are_the_resumable_ones() -> None:
-    assert {"epochs", "progress", "threads", "device", "eval_batch_size"} == RESUMABLE_CHANGES
+    assert {"epochs", "progress", "progress_seconds", "threads", "device",
+            "eval_batch_size"} == RESUMABLE_CHANGES

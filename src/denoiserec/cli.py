@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,6 +87,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     print(f"data directory: {data_dir()} (set DENOISEREC_DATA to change it)")
     print(markdown_table(["name", "file", "users", "items", "interactions", "description"],
                          rows))
+    if not args.stats:
+        print("users, items and interactions: run `denoiserec datasets --stats` to read each "
+              "file and count them")
     return 1 if broken else 0
 
 
@@ -100,13 +104,18 @@ def cmd_models(_: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from denoiserec.run import train
 
-    output = args.output or Path(tempfile.mkdtemp(prefix="denoiserec-demo-"))
     print("denoiserec demo: SASRec on the built-in synthetic log (600 users, 400 items), "
           "recbole protocol (leave-one-out, full ranking)")
-    result = train(model="sasrec", dataset="synthetic", protocol="recbole",
-                   overrides=["epochs=4", *args.overrides], output=output)
-    print(_result_lines(result))
-    print(f"curve: {result.run_dir / 'curve.png'}   metrics: {result.run_dir / 'metrics.json'}")
+    with tempfile.TemporaryDirectory(prefix="denoiserec-demo-") as scratch:
+        output = args.output or Path(scratch) / "run"  # removed at the end unless --output
+        result = train(model="sasrec", dataset="synthetic", protocol="recbole",
+                       overrides=["epochs=4", *args.overrides], output=output)
+        print(_result_lines(result))
+        if args.output:
+            print(f"curve: {output / 'curve.png'}   metrics: {output / 'metrics.json'}")
+        else:
+            print("the run folder was temporary and is now removed; pass --output DIR to keep "
+                  "its curve.png, metrics.json and checkpoints")
 
 
 def _floats(text: str) -> list[float]:
@@ -221,11 +230,17 @@ def _one_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def _warning_line(message: Warning | str, *_: object, **__: object) -> None:
+    print(f"denoiserec: warning: {_one_line(Exception(str(message)))}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int | None] = args.func
     try:
-        return func(args) or 0
+        with warnings.catch_warnings():  # a warning is one line too
+            warnings.showwarning = _warning_line
+            return func(args) or 0
     except BrokenPipeError:  # the reader of the output went away (``| head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -54,7 +54,7 @@ from denoiserec.run import (
     restore,
     train_config,
 )
-from denoiserec.runconfig import SHORT_KEYS, RunConfig, load_config
+from denoiserec.runconfig import SHORT_KEYS, RunConfig, check_settings_apply, load_config
 from denoiserec.runfolder import RunFolder, check_output
 
 # settings the grid sets for each cell, and the option that sets them
@@ -222,6 +222,8 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
                                         f"model={models[0]}"]).train.seed
     configs = {cell: cell_config(base, cell, kind) for cell in
                [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]}
+    for config in configs.values():  # nothing set that would do nothing in a cell
+        check_settings_apply(config)
     clean = load_log(next(iter(configs.values())))  # with a shipped test file, if any
     for model in models:  # every model builds, before any cell trains
         config = replace(next(c for cell, c in configs.items() if cell.model == model),

@@ -11,28 +11,40 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from denoiserec.atomic import atomic_write_text, lock_holder, pid_lock
+from denoiserec.atomic import atomic_write_text, holder_alive, lock_holder, pid_lock
 from denoiserec.config import read_yaml
 from denoiserec.data import Interactions, load_dataset
+from denoiserec.data.datasets import resolve_dataset_path
 from denoiserec.data.digest import log_digest
 from denoiserec.errors import ConfigError, DataError
-from denoiserec.models import build_model
+from denoiserec.models import build_model, model_class
 from denoiserec.noise.inject import inject
 from denoiserec.protocols import Split, protocol_of, split
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
-from denoiserec.runconfig import RunConfig, config_to_yaml, differences, load_config, resolve
+from denoiserec.runconfig import (
+    RunConfig,
+    check_settings_apply,
+    check_task,
+    config_to_yaml,
+    differences,
+    load_config,
+    resolve,
+)
 from denoiserec.runfolder import RunFolder, check_run_output
 from denoiserec.train.evaluate import Evaluation
-from denoiserec.train.trainer import Trainer, prepare_torch
+from denoiserec.train.memory import check_memory
+from denoiserec.train.trainer import Trainer, prepare_torch, resolve_device
 
 # settings that may change between an interrupted run and its resumption
-RESUMABLE_CHANGES = {"epochs", "progress", "threads", "device", "eval_batch_size"}
+RESUMABLE_CHANGES = {"epochs", "progress", "progress_seconds", "threads", "device",
+                     "eval_batch_size"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,9 @@ def load_log(config: RunConfig) -> Interactions:
 def prepare(config: RunConfig, log: Interactions | None = None) -> Split:
     """Load (or take) the log, inject the configured noise, split it with the protocol."""
     log = load_log(config) if log is None else log
+    if log.n_items < 2:  # every metric would be 1.0: there is nothing to rank
+        raise DataError(f"{log.name}: a catalogue of {log.n_items} item; recommending needs "
+                        "at least 2 items (is the item column the right one?)")
     if config.noise is not None and config.noise.ratio > 0:
         split_ = split(inject(log, config.noise), config.protocol, eval_log=log)
     else:
@@ -77,6 +92,8 @@ def prepare(config: RunConfig, log: Interactions | None = None) -> Split:
 
 def make_trainer(config: RunConfig, split_: Split, run_dir: Path) -> Trainer:
     """Seed, build the model for the split's catalogue, and hand both to a Trainer."""
+    check_memory(config.model, split_, config.data.max_len, config.train.batch_size,
+                 config.train.instances == "window", resolve_device(config.train.device))
     prepare_torch(config.train)
     model = build_model(config.model, split_.log.n_items, config.data.max_len)
     return Trainer(model, split_, config.train, config.data.max_len, run_dir)
@@ -114,8 +131,22 @@ def recorded_fingerprint(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def unverifiable(run_dir: Path) -> str | None:
+    """Why what ``run_dir``'s checkpoints were trained on cannot be checked (a phrase): they
+    lack the fingerprint written beside them. None when there is one, or no checkpoint."""
+    folder = RunFolder(run_dir)
+    trained = any(folder.checkpoint(name).is_file() for name in ("last", "best"))
+    if trained and not folder.fingerprint.is_file():
+        return (f"has checkpoints but no {folder.fingerprint.name}, so the data and settings "
+                "they were trained on cannot be checked")
+    return None
+
+
 def mismatch(run_dir: Path, now: dict[str, Any]) -> str | None:
     """How ``run_dir``'s inputs differ from the fingerprint ``now`` (a phrase), None if not."""
+    missing = unverifiable(run_dir)
+    if missing:
+        return missing
     before = recorded_fingerprint(run_dir)
     if before is None:
         return None
@@ -123,6 +154,8 @@ def mismatch(run_dir: Path, now: dict[str, Any]) -> str | None:
         old = comparable(before["config"])
     except ConfigError as err:
         return f"holds a configuration this version cannot load ({err})"
+    # runs of earlier versions stored a dataset path as typed: from here, it is the same file
+    old["data"]["dataset"] = resolve_dataset_path(old["data"]["dataset"])
     new = now["config"]
     if old["data"]["dataset"] != new["data"]["dataset"]:
         return f"was trained on another dataset ({old['data']['dataset']}, now " \
@@ -135,6 +168,17 @@ def mismatch(run_dir: Path, now: dict[str, Any]) -> str | None:
         return (f"was trained on other data: {now['dataset']} now gives other sequences "
                 f"(fingerprint {before['data'][:12]}, now {now['data'][:12]})")
     return None
+
+
+def edited_settings(before: dict[str, Any] | None, config: RunConfig) -> str:
+    """The model and data settings of ``config`` that differ from those the fingerprint
+    ``before`` records (``key old, now new``; empty when none or no fingerprint)."""
+    if before is None or before.get("data") is None:
+        return ""
+    old, new = comparable(before["config"]), comparable(config.to_dict())
+    changed = differences({k: old[k] for k in ("model", "data")},
+                          {k: new[k] for k in ("model", "data")})
+    return "; ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
 
 
 def _test_ranks(split_: Split, evaluation: Evaluation) -> list[tuple[str, str, int]]:
@@ -169,9 +213,11 @@ def _report(trainer: Trainer, split_: Split, started: float) -> dict[str, Any]:
     }
 
 
-def _announce(config: RunConfig, split_: Split, run_dir: Path) -> None:
+def _announce(config: RunConfig, split_: Split, run_dir: Path, defaulted: bool) -> None:
+    where = (f"a new folder {run_dir.resolve()} (no output given; choose one with --output or "
+             "output=)" if defaulted else str(run_dir))
     print(f"training {config.model.name} on {split_.log.name} ({config.protocol.name} "
-          f"protocol) into {run_dir}", flush=True)
+          f"protocol) into {where}", flush=True)
     noise = config.noise
     if noise is not None and noise.ratio > 0:
         share = "" if noise.users == 1 else f", {noise.users:g} of the users"
@@ -183,6 +229,8 @@ def train_config(config: RunConfig, run_dir: Path | str | None = None,
                  log: Interactions | None = None) -> RunResult:
     """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run)."""
     started = time.perf_counter()
+    check_settings_apply(config)
+    defaulted = run_dir is None
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     check_run_output(run_dir)
     split_ = prepare(config, log)
@@ -192,14 +240,15 @@ def train_config(config: RunConfig, run_dir: Path | str | None = None,
     lock = RunFolder(run_dir).lock
     with pid_lock(lock) as mine:
         if not mine:
-            raise ConfigError(f"{run_dir} is being trained by process "
-                              f"{lock_holder(lock)}; wait for it or choose another "
-                              "--output")
-        return _train_locked(config, split_, trainer, now, started)
+            holder = lock_holder(lock)
+            raise ConfigError(f"{run_dir} is being trained by process {holder}; wait for it or "
+                              f"choose another --output (if process {holder} is not a "
+                              f"denoiserec run, delete {lock})")
+        return _train_locked(config, split_, trainer, now, started, defaulted)
 
 
 def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[str, Any],
-                  started: float) -> RunResult:
+                  started: float, defaulted: bool) -> RunResult:
     run_dir, folder = trainer.run_dir, trainer.folder
     if folder.has_trained():  # trained epochs: only the same inputs may resume
         problem = mismatch(run_dir, now)
@@ -214,7 +263,7 @@ def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[
               flush=True)
     folder.write_fingerprint(now)
     atomic_write_text(folder.config, config_to_yaml(config))
-    _announce(config, split_, run_dir)
+    _announce(config, split_, run_dir, defaulted)
 
     def write_progress(_: Any) -> None:
         folder.write_metrics(_report(trainer, split_, started))
@@ -241,12 +290,34 @@ def train(model: str = "sasrec", dataset: str = "synthetic", protocol: str = "re
           output: str | Path | None = None, log: Interactions | None = None) -> RunResult:
     """Python API mirroring ``denoiserec train``; returns the run's :class:`RunResult`.
 
-    ``model``/``dataset``/``protocol`` are defaults that a config file or overrides replace.
+    ``model``/``dataset``/``protocol`` are defaults that a config file or overrides replace;
+    ``overrides`` is a list of ``"key=value"`` (or one such string). Without ``output`` the run
+    goes to a new folder ``runs/<model>-<dataset>-<protocol>-<time>`` under the working
+    directory (printed when training starts).
     """
     base = {"model": {"name": model}, "data": {"dataset": dataset},
             "protocol": {"name": protocol}}
     run_config = load_config(config, overrides, base=base)
     return train_config(run_config, output, log)
+
+
+def unfinished(run_dir: Path, checkpoint: str) -> str | None:
+    """A note when ``run_dir``'s training has not finished: its checkpoint is the one of the
+    epochs done so far. None for a finished run."""
+    try:
+        report = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        report = {}
+    if report.get("finished"):
+        return None
+    epochs = len(report.get("epochs", []))
+    done = f"{epochs} epoch{'' if epochs == 1 else 's'} done"
+    lock = RunFolder(run_dir).lock
+    if holder_alive(lock):
+        return (f"{run_dir} is still being trained by process {lock_holder(lock)} "
+                f"({done}): these are the {checkpoint} checkpoint's numbers so far")
+    return (f"{run_dir} did not finish training ({done}; the same train command resumes it): "
+            f"these are the {checkpoint} checkpoint's numbers so far")
 
 
 def load_run_config(run_dir: Path | str) -> RunConfig:
@@ -268,8 +339,17 @@ def restore(run_dir: Path | str, config: RunConfig | None = None,
     run_dir = Path(run_dir)
     config = load_run_config(run_dir) if config is None else config
     config = replace(config, train=replace(config.train, progress=False))
-    split_ = prepare(config, log)
+    missing = unverifiable(run_dir)
+    if missing:
+        raise DataError(f"{run_dir} {missing}; restore the file, or train anew into another "
+                        "--output")
     before = recorded_fingerprint(run_dir)
+    edited = edited_settings(before, config)
+    if edited:
+        recorded = RunFolder(run_dir).fingerprint.name
+        raise ConfigError(f"{run_dir}/config.yaml was edited after training ({edited}); its "
+                          f"checkpoints hold the model {recorded} records")
+    split_ = prepare(config, log)
     digest = log_digest(split_.log, split_.eval_log)
     if before is not None and before.get("data") not in (None, digest):
         raise DataError(f"{run_dir} was trained on other data: {config.data.dataset} now gives "
@@ -286,7 +366,11 @@ def evaluate_run(run_dir: Path | str, protocol: str | None = None,
     """Re-evaluate a run's ``best`` (or ``last``) checkpoint on valid and test, optionally under
     another protocol."""
     config = load_run_config(run_dir)
-    if protocol is not None:
+    if protocol is not None:  # a CTR model ranks only its protocol's candidates
+        check_task(model_class(config.model.name).task, protocol, config.train)
         config = replace(config, protocol=replace(config.protocol, name=protocol))
+    note = unfinished(Path(run_dir), checkpoint)
+    if note:
+        warnings.warn(note, stacklevel=2)
     trainer = restore(run_dir, config, log, checkpoint)
     return {"valid": trainer.evaluate("valid"), "test": trainer.evaluate("test")}

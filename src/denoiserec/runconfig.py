@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,15 @@ from denoiserec.config import (
     parse_override,
     read_yaml,
 )
-from denoiserec.data.datasets import DataConfig
+from denoiserec.data.datasets import DataConfig, resolve_dataset_path
 from denoiserec.errors import ConfigError
 from denoiserec.models import model_class as model_class_of
 from denoiserec.models import model_config_class
 from denoiserec.noise.inject import NoiseConfig
+from denoiserec.noise.inject import inert_settings as noise_inert_settings
 from denoiserec.protocols import PROTOCOLS, ProtocolConfig
+from denoiserec.protocols import inert_settings as protocol_inert_settings
+from denoiserec.train.atjt_model import check_replaced
 from denoiserec.train.trainer import TrainConfig
 
 SHORT_KEYS = {
@@ -126,6 +129,16 @@ def check_task(task: str, protocol: str, train: TrainConfig) -> None:
                           f"{' or '.join(owners)}")
 
 
+def check_settings_apply(config: RunConfig) -> None:
+    """Refuse settings that would do nothing in this run, each section judging its own:
+    another protocol's settings, noise settings without noise, ATJT replacing more items than
+    a history holds."""
+    inert = [*protocol_inert_settings(config.protocol), *noise_inert_settings(config.noise)]
+    if inert:
+        raise ConfigError(f"{inert[0]}; remove it")
+    check_replaced(config.train.reweight, config.train.atjt, config.data.max_len)
+
+
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}`` (a None section stays one entry)."""
     out: dict[str, Any] = {}
@@ -149,16 +162,44 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     base: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults <- ``base`` <- YAML file <- ``--set`` overrides, resolved into a RunConfig."""
+    """Defaults <- ``base`` <- YAML file <- ``--set`` overrides, resolved into a RunConfig.
+
+    ``overrides`` may be one ``"key=value"`` string. A dataset given as a path is stored
+    resolved (absolute), so a run folder's ``config.yaml`` finds it from any directory.
+    """
+    if isinstance(overrides, str):
+        overrides = [overrides]
     raw: dict[str, Any] = deep_merge({}, base or {})
+    from_file: dict[str, Any] = {}
     if path is not None:
-        raw = deep_merge(raw, read_yaml(path))
+        from_file = read_yaml(path)
+        raw = deep_merge(raw, from_file)
     for text in overrides:
         keys, value = parse_override(text, SHORT_KEYS)
         if keys == ["model"]:
             keys = ["model", "name"]
         merge(raw, keys, value)
-    return resolve(raw)
+    try:
+        config = resolve(raw)
+    except ConfigError as err:
+        conflict = model_conflict(path, from_file, raw)
+        raise ConfigError(conflict or str(err)) from None
+    return replace(config, data=replace(config.data,
+                                        dataset=resolve_dataset_path(config.data.dataset)))
+
+
+def model_conflict(path: str | Path | None, from_file: dict[str, Any],
+                   raw: dict[str, Any]) -> str | None:
+    """When the file configures one model and ``--model`` / ``--set model=`` asked for
+    another (whose settings then fail to build), that conflict, in words."""
+    section = from_file.get("model")
+    if not isinstance(section, dict) or "name" not in section:
+        return None
+    asked = raw.get("model", {}).get("name") if isinstance(raw.get("model"), dict) else None
+    if asked in (None, section["name"]):
+        return None
+    return (f"{path} configures model {section['name']} (its model.* settings), but model "
+            f"{asked} was asked for; drop --model or use a config file of {asked}")
 
 
 def config_to_yaml(config: RunConfig) -> str:

@@ -64,6 +64,9 @@ class KnownDataset:
     relative_path: str
     reader: Callable[[Path], RawLog]
     description: str
+    buy_tokens: str = ""
+    """Its purchase behaviour's raw tokens, where they are not ``buy``: named in the error of
+    ``protocol=target`` (the setting's default is not chosen by dataset name)."""
 
 
 KNOWN: dict[str, KnownDataset] = {
@@ -76,7 +79,8 @@ KNOWN: dict[str, KnownDataset] = {
         KnownDataset("beauty", "Beauty/Beauty.txt", readers.read_line_per_user,
                      "Amazon Beauty 5-core (S3-Rec preprocessing), one line per user"),
         KnownDataset("retailrocket", "RetailRocket-multibehavior/retail_beh.train.inter",
-                     readers.read_atomic, "RetailRocket multi-behaviour (view/cart/buy) sequences"),
+                     readers.read_atomic, "RetailRocket multi-behaviour (view/cart/buy) sequences",
+                     buy_tokens="0,3"),
         KnownDataset("taobao", "Taobao-UserBehavior-sample/UserBehavior_sample.csv",
                      readers.read_taobao, "Taobao UserBehavior sample (pv/cart/fav/buy), 43 users"),
     )
@@ -89,6 +93,14 @@ def data_dir() -> Path:
         return Path(os.environ["DENOISEREC_DATA"]).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "denoiserec" / "data"
+
+
+def resolve_dataset_path(dataset: str) -> str:
+    """A dataset given as the path of an existing file, made absolute (a run folder then finds
+    it from any directory); names and missing paths unchanged."""
+    if dataset == "synthetic" or dataset in KNOWN or not Path(dataset).expanduser().exists():
+        return dataset
+    return str(Path(dataset).expanduser().resolve())
 
 
 def locate(name: str) -> Path:

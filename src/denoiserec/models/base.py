@@ -80,6 +80,22 @@ def target_losses(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tens
     raise ValueError(f"unknown loss '{objective.kind}'")
 
 
+def check_objective(model: SequentialRecommender, loss: str, label_smoothing: float,
+                    n_negatives: int) -> None:
+    """Refuse, before training, a ``train.loss`` the model does not implement (it would fail at
+    its first batch), a label smoothing its loss would ignore, or more sampled negatives than
+    the catalogue has other items (slow, and no longer a sample)."""
+    if loss in ("bpr", "sampled") and n_negatives >= model.n_items:
+        raise ConfigError(f"train.n_negatives ({n_negatives}) must be below the catalogue's "
+                          f"{model.n_items} items; use train.loss=ce to score every item")
+    if loss not in model.losses:
+        raise ConfigError(f"train.loss={loss}: {model.name} trains with "
+                          f"{' or '.join(model.losses)} only")
+    if label_smoothing and not model.label_smoothing:
+        raise ConfigError(f"train.label_smoothing={label_smoothing:g}: {model.name}'s loss does "
+                          "not use it; leave it unset")
+
+
 class SequentialRecommender(nn.Module, ABC):
     """Base class of next-item models.
 
@@ -96,6 +112,8 @@ class SequentialRecommender(nn.Module, ABC):
         denoiser: True when the model judges the items of a sequence itself: it implements
             ``denoising`` and ``noise_scores`` (the denoiser contract,
             ``tests/test_denoiser_contract.py``).
+        losses: the ``train.loss`` values the model's ``loss`` implements.
+        label_smoothing: whether its ``loss`` applies ``train.label_smoothing``.
     """
 
     name: ClassVar[str] = ""
@@ -105,6 +123,8 @@ class SequentialRecommender(nn.Module, ABC):
     window_refusal: ClassVar[str] = ""
     task: ClassVar[str] = "sequential"
     denoiser: ClassVar[bool] = False
+    losses: ClassVar[tuple[str, ...]] = ("ce", "bpr", "sampled")
+    label_smoothing: ClassVar[bool] = True
 
     def __init__(self, config: Any, n_items: int, max_len: int) -> None:
         super().__init__()

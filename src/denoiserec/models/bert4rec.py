@@ -108,6 +108,8 @@ class BERT4Rec(SequentialRecommender):
     config_class = BERT4RecConfig
     causal = False
     window_training = "cloze"  # the paper's own training: masked items of whole sequences
+    losses = ("ce",)  # the Cloze softmax over every item
+    label_smoothing = False
 
     @classmethod
     def build_encoder(cls, config: BERT4RecConfig, max_len: int) -> TransformerBackbone:

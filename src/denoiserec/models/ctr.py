@@ -37,6 +37,8 @@ class CTRModel(SequentialRecommender):
     task = "ctr"
     causal = False
     window_training = ""
+    losses = ("ce",)  # binary cross-entropy of the candidates (check_task names it)
+    label_smoothing = False
     window_refusal = ("a CTR model trains on one (history, candidate) sample per user "
                       "(protocol=ctr), not on windows")
 

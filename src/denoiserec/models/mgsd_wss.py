@@ -182,6 +182,7 @@ class MGSDWSS(SequentialRecommender):
     denoiser = True
     window_training = ""
     window_refusal = "MGSD-WSS predicts once per sequence; use train.instances=prefix"
+    losses = ("ce", "bpr")
 
     def __init__(self, config: MGSDWSSConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)

@@ -198,6 +198,8 @@ class MSDCCL(SequentialRecommender):
     window_refusal = ("MSDCCL weighs items by one interest at the last item, and its backbone "
                       "is bidirectional (all-position training would show it every target); "
                       "use train.instances=prefix")
+    losses = ("ce", "bpr")  # r_soft's next-item term (Eq. 12); the hard branch is BPR
+    label_smoothing = False
 
     def __init__(self, config: MSDCCLConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)

@@ -9,10 +9,12 @@ from denoiserec.protocols.protocol import (
     ProtocolConfig,
     Split,
     exclude_unrankable,
+    inert_settings,
     protocol_of,
     split,
 )
 from denoiserec.protocols.splits import leave_one_out, protocol_negatives
 
 __all__ = ["PROTOCOLS", "PROTOCOL_NAMES", "EvalSet", "Protocol", "ProtocolConfig", "Split",
-           "exclude_unrankable", "leave_one_out", "protocol_negatives", "protocol_of", "split"]
+           "exclude_unrankable", "inert_settings", "leave_one_out", "protocol_negatives",
+           "protocol_of", "split"]

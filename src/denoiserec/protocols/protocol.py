@@ -87,6 +87,21 @@ class ProtocolConfig:
         return tuple(token.strip() for token in self.target_behaviour.split(","))
 
 
+# settings only some protocols read: set under another protocol they would do nothing
+PROTOCOL_ONLY = {"n_negatives": ("sampled",), "negatives": ("sampled",),
+                 "seed": ("sampled", "ctr"), "target_behaviour": ("target",),
+                 "mask_history": ("target",), "train_targets": ("target",),
+                 "shipped_split": ("target",)}
+
+
+def inert_settings(protocol: ProtocolConfig) -> list[str]:
+    """The settings given (not at their default) that ``protocol.name`` does not read."""
+    default = ProtocolConfig(name=protocol.name)
+    return [f"protocol.{key} is read by protocol={' and '.join(names)} only, not "
+            f"{protocol.name}" for key, names in PROTOCOL_ONLY.items()
+            if protocol.name not in names and getattr(protocol, key) != getattr(default, key)]
+
+
 @dataclass(frozen=True)
 class EvalSet:
     """Evaluation instances: ``targets[j]`` is the log row of instance j's target item.

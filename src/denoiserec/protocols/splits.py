@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from denoiserec.data.datasets import KNOWN
 from denoiserec.data.log import Interactions
 from denoiserec.errors import ProtocolError
 
@@ -80,9 +81,12 @@ def target_behaviour_rows(log: Interactions, tokens: tuple[str, ...]) -> np.ndar
         raise ProtocolError(f"{log.name}: the target protocol needs behaviours; the log has none")
     ids = [b for b, token in enumerate(log.behaviour_tokens) if token in tokens]
     if not ids:
+        known = KNOWN.get(log.name)
+        hint = (f" (its buys: --set protocol.target_behaviour={known.buy_tokens})"
+                if known is not None and known.buy_tokens else "")
         raise ProtocolError(f"{log.name}: no behaviour {','.join(tokens)} "
                             f"(the log has {', '.join(log.behaviour_tokens)}); set "
-                            "protocol.target_behaviour")
+                            f"protocol.target_behaviour{hint}")
     is_target = np.isin(log.behaviours, ids)
     is_target[log.offsets[:-1][log.lengths > 0]] = False
     return is_target

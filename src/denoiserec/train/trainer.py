@@ -30,16 +30,17 @@ from denoiserec.config import check_choice, check_range
 from denoiserec.data.batches import INSTANCES, Batch, Batcher, counted_mask, strided_windows
 from denoiserec.errors import ConfigError, TrainingError
 from denoiserec.metrics import DEFAULT_KS, METRIC_NAMES
-from denoiserec.models.base import ModelOutput, SequentialRecommender
+from denoiserec.models.base import ModelOutput, SequentialRecommender, check_objective
 from denoiserec.nn.losses import LOSSES, Objective, uniform_negatives
 from denoiserec.nn.schedules import TrainingProgress
 from denoiserec.protocols import Split
 from denoiserec.runfolder import RunFolder
 from denoiserec.train.atjt import make_reweighter
 from denoiserec.train.atjt_model import ATJTConfig, check_reweight
-from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
+from denoiserec.train.checkpoint import load_checkpoint, load_weights_into, save_checkpoint
 from denoiserec.train.evaluate import Evaluation, evaluate
 from denoiserec.train.order import BATCH_ORDERS, length_batches, random_batches
+from denoiserec.train.progress import EpochHeartbeat
 from denoiserec.train.stages import apply_stage
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -106,7 +107,9 @@ class TrainConfig:
     threads: int = 0
     """CPU threads for torch; 0 = torch's default."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar (on a terminal), or else a line every ``progress_seconds``."""
+    progress_seconds: float = 180.0
+    """Seconds between progress lines within an epoch where no bar shows (piped output)."""
     reweight: str = "none"
     """Per-sample weights of the recommendation term: ``none`` | ``atjt`` (train/atjt.py)."""
     atjt: ATJTConfig = field(default_factory=ATJTConfig)
@@ -122,10 +125,11 @@ class TrainConfig:
         check_range("train.weight_decay", self.weight_decay, 0)
         check_range("train.clip_grad_norm", self.clip_grad_norm, 0)
         check_range("train.label_smoothing", self.label_smoothing, 0, 1, high_open=True)
-        for key in ("epochs", "batch_size", "n_negatives", "eval_batch_size", "seed",
+        for key in ("epochs", "batch_size", "n_negatives", "eval_batch_size",
                     "selection_window"):
             check_range(f"train.{key}", getattr(self, key), 1)
-        for key in ("warmup_steps", "patience", "threads", "window_stride"):
+        for key in ("warmup_steps", "patience", "threads", "window_stride", "seed",
+                    "progress_seconds"):
             check_range(f"train.{key}", getattr(self, key), 0)
         if self.instances == "prefix" and (self.window_stride or self.window_offsets):
             raise ConfigError("train.window_stride and train.window_offsets need "
@@ -209,6 +213,7 @@ class Trainer:
         self.device = resolve_device(train.device)
         if train.instances == "window" and not model.window_training:
             raise ConfigError(f"train.instances=window: {model.window_refusal or model.name}")
+        check_objective(model, train.loss, train.label_smoothing, train.n_negatives)
         if train.window_stride > max_len:
             raise ConfigError(f"train.window_stride ({train.window_stride}) must be at most "
                               f"data.max_len ({max_len})")
@@ -302,6 +307,8 @@ class Trainer:
         bar = tqdm(batches[:max_batches], desc=f"epoch {epoch}", leave=False, unit="batch",
                    mininterval=1.0,
                    disable=None if self.train_config.progress else True)  # None: tty only
+        beat = EpochHeartbeat(epoch, len(batches[:max_batches]), self.train_config,
+                              terminal=not bar.disable)
         for step, index in enumerate(bar):
             progress = TrainingProgress(epoch=epoch, batch=step, steps_per_epoch=steps_per_epoch,
                                         stage=stage)
@@ -328,6 +335,7 @@ class Trainer:
             for name, value in output.parts.items():
                 parts_total[name] = parts_total.get(name, 0.0) + value
             count += 1
+            beat.tick(step, total / count)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{total / count:.4f}")
         return total / count, {name: value / count for name, value in parts_total.items()}
@@ -358,7 +366,7 @@ class Trainer:
         if not path.is_file():
             return False
         state = load_checkpoint(path, expect=self.meta())
-        self.model.load_state_dict(state["model"])
+        load_weights_into(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.reweighter.load_state_dict(state.get("reweight", {}))
@@ -371,8 +379,8 @@ class Trainer:
 
     def load_weights(self, checkpoint: str = "best") -> None:
         """Load the weights of ``best.pt`` (or of ``last.pt``, the final epoch's, when asked)."""
-        state = load_checkpoint(self.folder.checkpoint(checkpoint), expect=self.meta())
-        self.model.load_state_dict(state["model"])
+        path = self.folder.checkpoint(checkpoint)
+        load_weights_into(self.model, load_checkpoint(path, expect=self.meta())["model"], path)
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, on_epoch: Any = None) -> None:
