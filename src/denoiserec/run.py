@@ -23,6 +23,7 @@ import dataclasses
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,12 +37,15 @@ from denoiserec.errors import ConfigError, DataError
 from denoiserec.models import build_model
 from denoiserec.noise.inject import inject
 from denoiserec.protocols import Split, split
+from denoiserec.provenance import code_version
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
 from denoiserec.runconfig import RunConfig, config_to_yaml, differences, load_config, resolve
 from denoiserec.train.evaluate import Evaluation
+from denoiserec.train.tracking import Tracker
 from denoiserec.train.trainer import Trainer, prepare_torch
 
+OnEpoch = Callable[[Trainer], None]
 # settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"epochs", "progress", "threads", "device", "eval_batch_size"}
 FINGERPRINT = "fingerprint.json"
@@ -106,6 +110,7 @@ def comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(resolve(config_dict).to_dict()))
     for key in RESUMABLE_CHANGES:
         out["train"].pop(key, None)
+    out.pop("track", None)  # trackers observe a run; they change none of its numbers
     return out
 
 
@@ -162,7 +167,7 @@ def check_output(run_dir: Path) -> None:
                           "choose another --output")
 
 
-def _write_ranks(path: Path, split_: Split, evaluation: Evaluation) -> None:
+def write_ranks(path: Path, split_: Split, evaluation: Evaluation) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["user", "item", "rank"])
@@ -193,6 +198,7 @@ def _report(trainer: Trainer, split_: Split, started: float) -> dict[str, Any]:
             "wall_seconds_this_session": time.perf_counter() - started,
         },
         "device": str(trainer.device),
+        "code": code_version(),
         "finished": False,
     }
 
@@ -208,8 +214,14 @@ def _announce(config: RunConfig, split_: Split, run_dir: Path) -> None:
 
 
 def train_config(config: RunConfig, run_dir: Path | str | None = None,
-                 log: Interactions | None = None) -> RunResult:
-    """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run)."""
+                 log: Interactions | None = None, on_epoch: OnEpoch | None = None,
+                 test: bool = True) -> RunResult:
+    """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run).
+
+    ``on_epoch(trainer)`` runs after every epoch's line (tracking, pruning: it may raise to
+    stop the run, which then resumes like an interrupted one). ``test=False`` selects on valid
+    and leaves the test set untouched (a tuning trial: :func:`test_run` tests it later).
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     check_output(run_dir)
@@ -222,11 +234,11 @@ def train_config(config: RunConfig, run_dir: Path | str | None = None,
             raise ConfigError(f"{run_dir} is being trained by process "
                               f"{lock_holder(run_dir / LOCK)}; wait for it or choose another "
                               "--output")
-        return _train_locked(config, split_, trainer, now, started)
+        return _train_locked(config, split_, trainer, now, started, on_epoch, test)
 
 
 def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[str, Any],
-                  started: float) -> RunResult:
+                  started: float, on_epoch: OnEpoch | None, test: bool) -> RunResult:
     run_dir = trainer.run_dir
     if (run_dir / "last.pt").is_file():  # trained epochs: only the same inputs may resume
         problem = mismatch(run_dir, now)
@@ -244,24 +256,69 @@ def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[
     _announce(config, split_, run_dir)
     metrics_path = run_dir / "metrics.json"
 
+    tracker = (Tracker(config.track, run_dir, config.to_dict(), {
+        "dataset": split_.log.name, "protocol": config.protocol.name,
+        "commit": str(code_version()["commit"])}) if config.track.enabled else None)
+
     def write_progress(_: Any) -> None:
         atomic_write_text(metrics_path, json.dumps(_report(trainer, split_, started), indent=1))
+        if tracker is not None:
+            tracker.epoch(trainer)
+        if on_epoch is not None:
+            on_epoch(trainer)
 
-    trainer.fit(on_epoch=write_progress)
-    trainer.load_weights()
-    test_started = time.perf_counter()
-    test = trainer.evaluate("test")
+    try:
+        trainer.fit(on_epoch=write_progress)
+    except BaseException:
+        if tracker is not None:
+            tracker.stop()
+        raise
     report = _report(trainer, split_, started)
-    report.update(test=test.metrics, test_seconds=time.perf_counter() - test_started,
-                  stopped_early=trainer.state.epoch < config.train.epochs, finished=True)
+    report.update(stopped_early=trainer.state.epoch < config.train.epochs, finished=True)
+    tested: dict[str, float] = {}
+    if test:
+        trainer.load_weights()
+        tested = _test(trainer, report)
     atomic_write_text(metrics_path, json.dumps(report, indent=1))
-    _write_ranks(run_dir / "test_ranks.csv", split_, test)
     training_curve(run_dir / "curve.png", trainer.state.history, config.train.valid_metric,
                    f"{config.model.name} on {split_.log.name} ({config.protocol.name})")
+    if tracker is not None:
+        tracker.finish(tested)
     return RunResult(run_dir=run_dir, config=config, protocol=config.protocol.name,
                      dataset=split_.log.name, best_epoch=trainer.state.best_epoch,
-                     valid=report["best_valid"], test=test.metrics,
+                     valid=report["best_valid"], test=tested,
                      history=trainer.state.history)
+
+
+def _test(trainer: Trainer, report: dict[str, Any]) -> dict[str, float]:
+    """Evaluate the loaded weights on test once: into ``report`` and ``test_ranks.csv``."""
+    started = time.perf_counter()
+    test = trainer.evaluate("test")
+    report.update(test=test.metrics, test_seconds=time.perf_counter() - started)
+    write_ranks(trainer.run_dir / "test_ranks.csv", trainer.split, test)
+    return test.metrics
+
+
+def test_run(run_dir: Path | str, log: Interactions | None = None) -> dict[str, float]:
+    """Test a run trained with ``test=False`` on its best checkpoint, once: the metrics are
+    added to its ``metrics.json`` (with ``test_ranks.csv``); a run tested before is not
+    tested again (its recorded metrics are returned)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a finished run (no metrics.json)")
+    report = json.loads(path.read_text())
+    if report.get("test"):
+        return report["test"]
+    if not report.get("finished"):
+        raise ConfigError(f"{run_dir}: training has not finished; nothing to test yet")
+    trainer = restore(run_dir, log=log)
+    with pid_lock(run_dir / LOCK) as mine:
+        if not mine:
+            raise ConfigError(f"{run_dir} is in use by process {lock_holder(run_dir / LOCK)}")
+        tested = _test(trainer, report)
+        atomic_write_text(path, json.dumps(report, indent=1))
+    return tested
 
 
 def train(model: str = "sasrec", dataset: str = "synthetic", protocol: str = "recbole",

@@ -3,10 +3,12 @@
 ``model`` (the model's own dataclass; its ``name`` picks the model), ``data``
 (:class:`~denoiserec.data.datasets.DataConfig`), ``protocol``
 (:class:`~denoiserec.protocols.ProtocolConfig`), ``train``
-(:class:`~denoiserec.train.trainer.TrainConfig`) and ``noise``
-(:class:`~denoiserec.noise.inject.NoiseConfig`, optional). YAML files and ``--set key=value``
-overrides land on the same dataclasses. Everyday keys may be given unqualified (``epochs`` means
-``train.epochs``, ``lr`` means ``train.lr``); everything else is dotted:
+(:class:`~denoiserec.train.trainer.TrainConfig`), ``noise``
+(:class:`~denoiserec.noise.inject.NoiseConfig`, optional) and ``track``
+(:class:`~denoiserec.train.tracking.TrackConfig`, experiment trackers). YAML files and
+``--set key=value`` overrides land on the same dataclasses. Everyday keys may be given
+unqualified (``epochs`` means ``train.epochs``, ``lr`` means ``train.lr``); everything else
+is dotted:
 ``model.hidden_size=128``.
 """
 
@@ -34,6 +36,7 @@ from denoiserec.models import model_class as model_class_of
 from denoiserec.models import model_config_class
 from denoiserec.noise.inject import NoiseConfig
 from denoiserec.protocols import ProtocolConfig
+from denoiserec.train.tracking import TrackConfig
 from denoiserec.train.trainer import TrainConfig
 
 SHORT_KEYS = {
@@ -45,7 +48,8 @@ SHORT_KEYS = {
     "max_len": "data.max_len",
     "protocol": "protocol.name",
 }
-SECTIONS = {"data": DataConfig, "protocol": ProtocolConfig, "train": TrainConfig}
+SECTIONS = {"data": DataConfig, "protocol": ProtocolConfig, "train": TrainConfig,
+            "track": TrackConfig}
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     noise: NoiseConfig | None = None
     """Noise injected into the training data (None = none)."""
+    track: TrackConfig = field(default_factory=TrackConfig)
+    """Experiment trackers (TensorBoard, MLflow; off by default): they change no number."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
