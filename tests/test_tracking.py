@@ -66,6 +66,7 @@ def test_mlflow_client_reads_back_params_metrics_and_artifacts(tiny_log, tmp_pat
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient
 
+    monkeypatch.chdir(tmp_path)  # MLflow puts a sqlite store's artifacts under ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = load_config(overrides=[*TINY, "track.mlflow=true", f"track.mlflow_uri={uri}",
                                     "track.mlflow_experiment=tests"])

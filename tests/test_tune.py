@@ -17,8 +17,10 @@ from denoiserec.tuning.study import TuneJob, tune
 
 optuna = pytest.importorskip("optuna")
 
+# a trailing mean of 2 evaluations, so that the selection value differs from the raw metric
 BASE = ("model.hidden_size=16", "model.inner_size=32", "model.n_layers=1", "batch_size=64",
-        "train.progress=false", "max_len=10", "train.patience=100", "epochs=3")
+        "train.progress=false", "max_len=10", "train.patience=100", "epochs=3",
+        "train.selection_window=2")
 SPACE = {"trials": 3, "sampler": {"startup_trials": 2, "seed": 0},
          "pruner": {"kind": "none"},
          "space": {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True},

@@ -40,7 +40,8 @@ class SamplerSettings:
     startup_trials: int = 10
     """Trials drawn at random before TPE models the results (Optuna's ``n_startup_trials``)."""
     seed: int = 0
-    """Seed of the sampler; worker ``k`` seeds with ``seed + k`` so that workers differ."""
+    """Seed of the sampler; each trial's draw is seeded from (seed, the worker's ``--worker``
+    number, trials in the study so far), so that workers and restarts differ."""
 
     def __post_init__(self) -> None:
         check_range("sampler.startup_trials", self.startup_trials, 0)

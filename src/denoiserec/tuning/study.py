@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from denoiserec.atomic import atomic_write_text, pid_lock
 from denoiserec.errors import ConfigError, DenoiserecError
 from denoiserec.run import comparable, test_run, train_config
@@ -126,13 +128,21 @@ def _check_study_dir(job: TuneJob, base: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(record, indent=1))
 
 
+def trial_sampler(job: TuneJob, trials_so_far: int) -> Any:
+    """TPE seeded from (sampler.seed, worker, trials in the study so far): a worker started
+    again on a study, or a second worker, does not draw the settings another drew (one
+    sampler seeded once per process would: a restarted worker would repeat its first draws)."""
+    optuna = _optuna()
+    seed = np.random.SeedSequence([job.spec.sampler.seed, job.worker, trials_so_far])
+    return optuna.samplers.TPESampler(n_startup_trials=job.spec.sampler.startup_trials,
+                                      seed=int(seed.generate_state(1)[0]), constant_liar=True)
+
+
 def open_study(job: TuneJob) -> Any:
     """Create or load the study, with this worker's sampler and the pruner."""
     optuna = _optuna()
     spec = job.spec
-    sampler = optuna.samplers.TPESampler(n_startup_trials=spec.sampler.startup_trials,
-                                         seed=spec.sampler.seed + job.worker,
-                                         constant_liar=True)
+    sampler = trial_sampler(job, 0)
     pruner = (optuna.pruners.NopPruner() if spec.pruner.kind == "none" else
               optuna.pruners.MedianPruner(n_startup_trials=spec.pruner.startup_trials,
                                           n_warmup_steps=spec.pruner.warmup_epochs))
@@ -183,7 +193,7 @@ class Objective:
             nonlocal reported
             history = trainer.state.history
             for entry in history[reported:]:  # a resumed trial reports its earlier epochs too
-                trial.report(entry["selection_value"], entry["epoch"])
+                trial.report(entry["valid"]["ndcg@10"], entry["epoch"])
             reported = len(history)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {history[-1]['epoch']}: below the median")
@@ -213,6 +223,7 @@ def run_worker(job: TuneJob) -> Any:
         counted, waiting = _budget(study)
         if counted >= job.spec.trials and not waiting:
             break
+        study.sampler = trial_sampler(job, len(study.get_trials(deepcopy=False)))
         try:
             study.optimize(objective, n_trials=1, catch=(DenoiserecError,))
         except KeyboardInterrupt:
