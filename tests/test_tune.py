@@ -175,3 +175,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "must be below high" in err
     assert main(["tune", "no-such-preset"]) == 2
     assert "presets: atjt" in capsys.readouterr().err
+
+
+def test_a_restarted_worker_does_not_repeat_its_draws(tmp_path):
+    from dataclasses import replace
+
+    first = job(tmp_path, write_log(tmp_path / "log.csv"), trials=1)
+    tune(first)
+    tune(replace(first, spec=replace(first.spec, trials=2)))  # the same worker, started again
+    trials = trials_of(first.output)
+    assert len(trials) == 2
+    assert trials[0].params["train.lr"] != trials[1].params["train.lr"]
