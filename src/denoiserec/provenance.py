@@ -8,11 +8,10 @@ which case the commit alone does not reproduce the number.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import subprocess
 from pathlib import Path
 from typing import Any
-
-import denoiserec
 
 
 def _git(*args: str) -> str | None:
@@ -30,5 +29,9 @@ def code_version() -> dict[str, Any]:
     """``{"version", "commit", "dirty"}``; commit and dirty are None outside a git checkout."""
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"version": denoiserec.__version__, "commit": commit,
+    try:
+        version = importlib.metadata.version("denoiserec")
+    except importlib.metadata.PackageNotFoundError:  # a source tree not installed
+        version = None
+    return {"version": version, "commit": commit,
             "dirty": None if status is None else bool(status)}

@@ -193,7 +193,7 @@ class Objective:
             nonlocal reported
             history = trainer.state.history
             for entry in history[reported:]:  # a resumed trial reports its earlier epochs too
-                trial.report(entry["valid"]["ndcg@10"], entry["epoch"])
+                trial.report(entry["selection_value"], entry["epoch"])
             reported = len(history)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {history[-1]['epoch']}: below the median")
