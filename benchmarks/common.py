@@ -1,7 +1,7 @@
 """Helpers every benchmark script shares: the fast mode's settings, the timing loops, and
 means with t intervals over seeds.
 
-The fast mode is the converged suite's (``converged.sh``, RESULTS.md §5.1): all-position
+The fast mode is the converged suite's (``converged.sh``, RECORD.md §5.1): all-position
 windows overlapping by half with per-epoch offsets, selection on the mean of 3 evaluations,
 RecBole's early stop, dropout 0.2 for SASRec; batch size and stride per dataset as measured
 there. A script imports it from here instead of writing its own copy.
