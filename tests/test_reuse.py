@@ -33,7 +33,9 @@ COMPANIONS = {
     "train.n_negatives": ["train.loss=bpr"],
     "protocol.n_negatives": ["protocol=sampled"],
 }
-EXEMPT = {f"train.{key}" for key in RESUMABLE_CHANGES}
+# the resumable training settings, and the trackers (they observe a run, change none of it)
+EXEMPT = {f"train.{key}" for key in RESUMABLE_CHANGES} | {
+    "track.tensorboard", "track.mlflow", "track.mlflow_uri", "track.mlflow_experiment"}
 
 
 def _base(model: str, key: str) -> RunConfig:

@@ -148,6 +148,30 @@ def cmd_clean(args: argparse.Namespace) -> None:
     print(f"scored log: {report.scored_path}\ncleaned log: {report.cleaned_path}")
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from denoiserec.tuning import TuneJob, load_spec, tune
+
+    spec = load_spec(args.space)
+    if args.trials is not None:
+        spec = replace(spec, trials=args.trials)
+    output = args.output or Path("runs") / f"tune-{Path(str(args.space)).stem}"
+    best = tune(TuneJob(spec=spec, config=args.config, overrides=tuple(args.overrides),
+                        output=output, storage=args.storage, worker=args.worker))
+    if best is not None:
+        print(f"best trial {best['trial']}: " + ", ".join(f"{k}={v}" for k, v in
+                                                          best["params"].items()))
+    print(f"results: {output}/summary.md, trials.csv, best.json, history.png")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from denoiserec.report.html import write_report
+
+    path = write_report(args.folders, args.output)
+    print(f"report: {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from denoiserec.protocols import PROTOCOL_NAMES  # each protocol owns its CLI name
 
@@ -213,6 +237,25 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="KEY=VALUE",
                        help="data.columns or data.time_order for reading the input")
     clean.set_defaults(func=cmd_clean)
+
+    tune = sub.add_parser("tune", help="search settings with Optuna (TPE, pruning, resumable)")
+    tune.add_argument("space", help="tune YAML file, or a preset name (see the docs): "
+                      "msdccl, mgsd-wss, end4rec, atjt, sasrec-fast")
+    tune.add_argument("--output", type=Path, help="study directory (resumed if it exists)")
+    tune.add_argument("--storage", help="Optuna database URL shared by the workers "
+                      "(default: sqlite in the study directory)")
+    tune.add_argument("--worker", type=int, default=0,
+                      help="this worker's number (seeds its sampler: give workers distinct ones)")
+    tune.add_argument("--trials", type=int, help="trials in the study (overrides the file)")
+    _add_run_arguments(tune)
+    tune.set_defaults(func=cmd_tune)
+
+    report = sub.add_parser("report", help="one static HTML page from compare / tune folders")
+    report.add_argument("folders", type=Path, nargs="+",
+                        help="compare, converged-suite or tune output folders")
+    report.add_argument("--output", type=Path, default=Path("report.html"),
+                        help="the HTML file (default report.html)")
+    report.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="train a small model on synthetic data (< 2 minutes)")
     demo.add_argument("--output", type=Path)

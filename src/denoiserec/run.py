@@ -12,6 +12,7 @@ import dataclasses
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from denoiserec.errors import ConfigError, DataError
 from denoiserec.models import build_model, model_class
 from denoiserec.noise.inject import inject
 from denoiserec.protocols import Split, protocol_of, split
+from denoiserec.provenance import code_version
 from denoiserec.report.plots import training_curve
 from denoiserec.report.tables import metrics_table
 from denoiserec.runconfig import (
@@ -40,8 +42,10 @@ from denoiserec.runconfig import (
 from denoiserec.runfolder import RunFolder, check_run_output
 from denoiserec.train.evaluate import Evaluation
 from denoiserec.train.memory import check_memory
+from denoiserec.train.tracking import Tracker
 from denoiserec.train.trainer import Trainer, prepare_torch, resolve_device
 
+OnEpoch = Callable[[Trainer], None]
 # settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"epochs", "progress", "progress_seconds", "threads", "device",
                      "eval_batch_size"}
@@ -110,6 +114,7 @@ def comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(resolve(config_dict).to_dict()))
     for key in RESUMABLE_CHANGES:
         out["train"].pop(key, None)
+    out.pop("track", None)  # trackers observe a run; they change none of its numbers
     return out
 
 
@@ -209,6 +214,7 @@ def _report(trainer: Trainer, split_: Split, started: float) -> dict[str, Any]:
             "wall_seconds_this_session": time.perf_counter() - started,
         },
         "device": str(trainer.device),
+        "code": code_version(),
         "finished": False,
     }
 
@@ -226,8 +232,14 @@ def _announce(config: RunConfig, split_: Split, run_dir: Path, defaulted: bool) 
 
 
 def train_config(config: RunConfig, run_dir: Path | str | None = None,
-                 log: Interactions | None = None) -> RunResult:
-    """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run)."""
+                 log: Interactions | None = None, on_epoch: OnEpoch | None = None,
+                 test: bool = True) -> RunResult:
+    """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run).
+
+    ``on_epoch(trainer)`` runs after every epoch's line (tracking, pruning: it may raise to
+    stop the run, which then resumes like an interrupted one). ``test=False`` selects on valid
+    and leaves the test set untouched (a tuning trial: :func:`test_run` tests it later).
+    """
     started = time.perf_counter()
     check_settings_apply(config)
     defaulted = run_dir is None
@@ -244,11 +256,12 @@ def train_config(config: RunConfig, run_dir: Path | str | None = None,
             raise ConfigError(f"{run_dir} is being trained by process {holder}; wait for it or "
                               f"choose another --output (if process {holder} is not a "
                               f"denoiserec run, delete {lock})")
-        return _train_locked(config, split_, trainer, now, started, defaulted)
+        return _train_locked(config, split_, trainer, now, started, defaulted, on_epoch, test)
 
 
 def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[str, Any],
-                  started: float, defaulted: bool) -> RunResult:
+                  started: float, defaulted: bool, on_epoch: OnEpoch | None,
+                  test: bool) -> RunResult:
     run_dir, folder = trainer.run_dir, trainer.folder
     if folder.has_trained():  # trained epochs: only the same inputs may resume
         problem = mismatch(run_dir, now)
@@ -265,24 +278,69 @@ def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[
     atomic_write_text(folder.config, config_to_yaml(config))
     _announce(config, split_, run_dir, defaulted)
 
+    tracker = (Tracker(config.track, run_dir, config.to_dict(), {
+        "dataset": split_.log.name, "protocol": config.protocol.name,
+        "commit": str(code_version()["commit"])}) if config.track.enabled else None)
+
     def write_progress(_: Any) -> None:
         folder.write_metrics(_report(trainer, split_, started))
+        if tracker is not None:
+            tracker.epoch(trainer)
+        if on_epoch is not None:
+            on_epoch(trainer)
 
-    trainer.fit(on_epoch=write_progress)
-    trainer.load_weights()
-    test_started = time.perf_counter()
-    test = trainer.evaluate("test")
+    try:
+        trainer.fit(on_epoch=write_progress)
+    except BaseException:
+        if tracker is not None:
+            tracker.stop()
+        raise
     report = _report(trainer, split_, started)
-    report.update(test=test.metrics, test_seconds=time.perf_counter() - test_started,
-                  stopped_early=trainer.state.epoch < config.train.epochs, finished=True)
+    report.update(stopped_early=trainer.state.epoch < config.train.epochs, finished=True)
+    tested: dict[str, float] = {}
+    if test:
+        trainer.load_weights()
+        tested = _test(trainer, report)
     folder.write_metrics(report)
-    folder.write_test_ranks(_test_ranks(split_, test))
     training_curve(folder.curve, trainer.state.history, config.train.valid_metric,
                    f"{config.model.name} on {split_.log.name} ({config.protocol.name})")
+    if tracker is not None:
+        tracker.finish(tested)
     return RunResult(run_dir=run_dir, config=config, protocol=config.protocol.name,
                      dataset=split_.log.name, best_epoch=trainer.state.best_epoch,
-                     valid=report["best_valid"], test=test.metrics,
+                     valid=report["best_valid"], test=tested,
                      history=trainer.state.history)
+
+
+def _test(trainer: Trainer, report: dict[str, Any]) -> dict[str, float]:
+    """Evaluate the loaded weights on test once: into ``report`` and ``test_ranks.csv``."""
+    started = time.perf_counter()
+    test = trainer.evaluate("test")
+    report.update(test=test.metrics, test_seconds=time.perf_counter() - started)
+    trainer.folder.write_test_ranks(_test_ranks(trainer.split, test))
+    return test.metrics
+
+
+def test_run(run_dir: Path | str, log: Interactions | None = None) -> dict[str, float]:
+    """Test a run trained with ``test=False`` on its best checkpoint, once: the metrics are
+    added to its ``metrics.json`` (with ``test_ranks.csv``); a run tested before is not
+    tested again (its recorded metrics are returned)."""
+    run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
+    report = folder.read_metrics()
+    if report is None:
+        raise ConfigError(f"{run_dir}: not a finished run (no metrics.json)")
+    if report.get("test"):
+        return report["test"]
+    if not report.get("finished"):
+        raise ConfigError(f"{run_dir}: training has not finished; nothing to test yet")
+    trainer = restore(run_dir, log=log)
+    with pid_lock(folder.lock) as mine:
+        if not mine:
+            raise ConfigError(f"{run_dir} is in use by process {lock_holder(folder.lock)}")
+        tested = _test(trainer, report)
+        folder.write_metrics(report)
+    return tested
 
 
 def train(model: str = "sasrec", dataset: str = "synthetic", protocol: str = "recbole",

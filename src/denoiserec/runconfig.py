@@ -3,10 +3,12 @@
 ``model`` (the model's own dataclass; its ``name`` picks the model), ``data``
 (:class:`~denoiserec.data.datasets.DataConfig`), ``protocol``
 (:class:`~denoiserec.protocols.ProtocolConfig`), ``train``
-(:class:`~denoiserec.train.trainer.TrainConfig`) and ``noise``
-(:class:`~denoiserec.noise.inject.NoiseConfig`, optional). YAML files and ``--set key=value``
-overrides land on the same dataclasses. Everyday keys may be given unqualified (``epochs`` means
-``train.epochs``, ``lr`` means ``train.lr``); everything else is dotted:
+(:class:`~denoiserec.train.trainer.TrainConfig`), ``noise``
+(:class:`~denoiserec.noise.inject.NoiseConfig`, optional) and ``track``
+(:class:`~denoiserec.train.tracking.TrackConfig`, experiment trackers). YAML files and
+``--set key=value`` overrides land on the same dataclasses. Everyday keys may be given
+unqualified (``epochs`` means ``train.epochs``, ``lr`` means ``train.lr``); everything else
+is dotted:
 ``model.hidden_size=128``.
 """
 
@@ -37,6 +39,7 @@ from denoiserec.noise.inject import inert_settings as noise_inert_settings
 from denoiserec.protocols import PROTOCOLS, ProtocolConfig
 from denoiserec.protocols import inert_settings as protocol_inert_settings
 from denoiserec.train.atjt_model import check_replaced
+from denoiserec.train.tracking import TrackConfig
 from denoiserec.train.trainer import TrainConfig
 
 SHORT_KEYS = {
@@ -48,7 +51,8 @@ SHORT_KEYS = {
     "max_len": "data.max_len",
     "protocol": "protocol.name",
 }
-SECTIONS = {"data": DataConfig, "protocol": ProtocolConfig, "train": TrainConfig}
+SECTIONS = {"data": DataConfig, "protocol": ProtocolConfig, "train": TrainConfig,
+            "track": TrackConfig}
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     noise: NoiseConfig | None = None
     """Noise injected into the training data (None = none)."""
+    track: TrackConfig = field(default_factory=TrackConfig)
+    """Experiment trackers (TensorBoard, MLflow; off by default): they change no number."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
