@@ -173,14 +173,14 @@ class SequentialRecommender(nn.Module, ABC):
     def denoising(self, batch: Batch) -> Denoising:
         """A denoiser's judgement of ``batch``'s items (keep mask, weights, log-probabilities;
         the gate sampled in training only)."""
-        raise NotImplementedError(f"model '{self.name}' is not a denoiser: it has no per-item "
-                                  "judgement")
+        raise ConfigError(f"model '{self.name}' is not a denoiser: it has no per-item "
+                          "judgement")
 
     def noise_scores(self, batch: Batch) -> torch.Tensor:
         """(B, L) a denoiser's noise score of every item in [0, 1] (higher = noisier), 0 on
         padding; deterministic."""
-        raise NotImplementedError(f"model '{self.name}' is not a denoiser: it has no noise "
-                                  "scores of its own")
+        raise ConfigError(f"model '{self.name}' is not a denoiser: it has no noise "
+                          "scores of its own")
 
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
         """(B, D) representation that scores the next item."""
