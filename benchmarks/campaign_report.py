@@ -143,7 +143,7 @@ def detect(output: Path, cells: list) -> None:
 
 
 def load_run_config_of(path: Path):
-    from denoiserec.run import load_run_config
+    from denoiserec.fingerprints import load_run_config
 
     return load_run_config(path) if RunFolder(path).config.is_file() else None
 

@@ -13,7 +13,7 @@ from denoiserec.cli import main
 from denoiserec.errors import ConfigError
 from denoiserec.run import evaluate_run, train
 from denoiserec.runconfig import load_config
-from denoiserec.train.trainer import TrainConfig
+from denoiserec.train.settings import TrainConfig
 from tests.test_trust import TINY, write_log
 
 REPO = Path(__file__).resolve().parents[1]

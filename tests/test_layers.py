@@ -22,7 +22,7 @@ LAYERS = [  # lowest first; a module may import its own layer or any lower one
     ("models",),
     ("noise.scores", "noise.detection", "noise"),
     ("train",),
-    ("runconfig", "run"),
+    ("runconfig", "fingerprints", "run"),
     ("compare", "clean", "tuning"),
     ("cli", ""),  # "" = the package's __init__ (the public API)
 ]

@@ -156,7 +156,7 @@ def test_a_run_without_its_fingerprint_is_neither_evaluated_nor_resumed(trained,
 
 
 def load_run_config_of(run: Path):
-    from denoiserec.run import load_run_config
+    from denoiserec.fingerprints import load_run_config
 
     return load_run_config(run)
 

@@ -20,8 +20,8 @@ import pytest
 
 from denoiserec import run as run_module
 from denoiserec.errors import ConfigError
+from denoiserec.fingerprints import RESUMABLE_CHANGES, fingerprint, mismatch
 from denoiserec.models import MODELS
-from denoiserec.run import RESUMABLE_CHANGES, fingerprint, mismatch
 from denoiserec.runconfig import RunConfig, differences, flatten, load_config, resolve
 from denoiserec.runfolder import RunFolder
 

@@ -39,8 +39,9 @@ from denoiserec.data.log import PAD_TOKEN
 from denoiserec.data.preprocess import time_key
 from denoiserec.data.readers import Layout, is_table, read_log_file
 from denoiserec.errors import ConfigError, DataError
+from denoiserec.fingerprints import load_run_config
 from denoiserec.noise.scores import has_native_scores, score_log
-from denoiserec.run import load_log, load_run_config, restore
+from denoiserec.run import load_log, restore
 from denoiserec.runconfig import SHORT_KEYS
 
 UNKNOWN_POLICIES = ("refuse", "keep", "drop")

@@ -46,8 +46,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from denoiserec.fingerprints import load_run_config
     from denoiserec.report.tables import metrics_table
-    from denoiserec.run import evaluate_run, load_run_config
+    from denoiserec.run import evaluate_run
 
     dataset = load_run_config(args.run_dir).data.dataset
     evaluations = evaluate_run(args.run_dir, protocol=args.protocol,

@@ -39,21 +39,13 @@ from denoiserec.atomic import pid_lock
 from denoiserec.config import check_range, parse_override
 from denoiserec.data import Interactions
 from denoiserec.errors import ConfigError
+from denoiserec.fingerprints import fingerprint, load_run_config, mismatch
 from denoiserec.noise.detection import detection_report
 from denoiserec.noise.inject import NoiseConfig
 from denoiserec.noise.scores import has_native_scores, score_log
 from denoiserec.noise.significance import paired_permutation_test, per_user_metric
 from denoiserec.report.comparison import REPORTED, CellResult, Detection, SummaryRow, write_outputs
-from denoiserec.run import (
-    fingerprint,
-    load_log,
-    load_run_config,
-    make_trainer,
-    mismatch,
-    prepare,
-    restore,
-    train_config,
-)
+from denoiserec.run import load_log, make_trainer, prepare, restore, train_config
 from denoiserec.runconfig import SHORT_KEYS, RunConfig, check_settings_apply, load_config
 from denoiserec.runfolder import RunFolder, check_output
 

@@ -39,8 +39,8 @@ from denoiserec.noise.inject import inert_settings as noise_inert_settings
 from denoiserec.protocols import PROTOCOLS, ProtocolConfig
 from denoiserec.protocols import inert_settings as protocol_inert_settings
 from denoiserec.train.atjt_model import check_replaced
+from denoiserec.train.settings import TrainConfig
 from denoiserec.train.tracking import TrackConfig
-from denoiserec.train.trainer import TrainConfig
 
 SHORT_KEYS = {
     "epochs": "train.epochs",

@@ -35,7 +35,8 @@ import numpy as np
 
 from denoiserec.atomic import atomic_write_text, pid_lock
 from denoiserec.errors import ConfigError, DenoiserecError
-from denoiserec.run import comparable, test_run, train_config
+from denoiserec.fingerprints import comparable
+from denoiserec.run import test_run, train_config
 from denoiserec.runconfig import load_config
 from denoiserec.tuning.outputs import write_outputs
 from denoiserec.tuning.space import TuneSpec, check_space, trial_overrides
