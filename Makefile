@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel on disk (an unpinned torch pulls a multi-GB CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,scale]'
+	# the optional extras too, so that their tests run (scale: DuckDB, psutil; tune: Optuna; track: TensorBoard, MLflow)
+	$(BIN)/pip install -q -e '.[dev,scale,tune,track]'
 	touch $(STAMP)
 
 install: $(STAMP)

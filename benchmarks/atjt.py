@@ -36,8 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from atjt_gain import FAST_MODE, PROTOCOL, mean_interval
 
+if not __package__:  # run as a file (python benchmarks/NAME.py): make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import PROTOCOL, SASREC_DROPOUT, fast_mode, mean_interval  # noqa: E402
 from denoiserec.atomic import atomic_write_text
 from denoiserec.errors import DenoiserecError
 from denoiserec.noise.detection import roc_auc
@@ -164,7 +167,8 @@ def main() -> None:
         f"model={args.model}", f"dataset={args.dataset}", f"epochs={args.epochs}",
         f"seed={args.seed}", "train.threads=1", "train.progress=false", "train.reweight=atjt",
         "noise.kind=replace", f"noise.ratio={args.ratio}", "noise.seed=0",
-        *([f"protocol={PROTOCOL[args.dataset]}", *FAST_MODE] if args.fast else []),
+        *([f"protocol={PROTOCOL[args.dataset]}", *fast_mode(args.dataset, False),
+           *SASREC_DROPOUT] if args.fast else []),
         *args.overrides])
     result = train_config(config, args.output)  # resumes; a finished run only re-tests
     split = prepare(config)

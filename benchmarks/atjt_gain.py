@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+if not __package__:  # run as a file (python benchmarks/NAME.py): make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import PROTOCOL, SASREC_DROPOUT, fast_mode, mean_interval  # noqa: E402
 from denoiserec.atomic import atomic_write_text
 from denoiserec.errors import DenoiserecError
 from denoiserec.run import train_config
@@ -38,12 +42,7 @@ from denoiserec.runconfig import load_config
 
 METRICS = {"ctr": ("auc", "hit@5", "ndcg@5", "hit@5_atjt", "ndcg@5_atjt"),
            "sequential": ("ndcg@10", "hit@10", "mrr@10")}
-PROTOCOL = {"ml-100k": "recbole", "ml-1m": "recbole", "beauty": "fmlp"}
-FAST_MODE = ("train.patience=10", "train.instances=window", "train.window_offsets=true",
-             "train.window_stride=25", "train.selection_window=3", "model.hidden_dropout=0.2",
-             "model.attn_dropout=0.2")  # the converged suite's fast mode (RECORD §5.1)
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-        9: 2.262}  # Student t 0.975 quantiles by degrees of freedom (1.96 beyond)
+DATASETS = ("ml-100k", "ml-1m", "beauty")
 
 
 def overrides_for(args: argparse.Namespace, seed: int, variant: str) -> list[str]:
@@ -55,7 +54,8 @@ def overrides_for(args: argparse.Namespace, seed: int, variant: str) -> list[str
         setting = ["protocol=ctr", f"max_len={args.max_len}", "train.valid_metric=auc",
                    "protocol.ctr.paper_metrics=true"]
     else:
-        setting = [f"protocol={PROTOCOL[args.dataset]}", *FAST_MODE]
+        setting = [f"protocol={PROTOCOL[args.dataset]}", *fast_mode(args.dataset, False),
+                   *SASREC_DROPOUT]
     reweight = (["train.reweight=none"] if variant == "none"
                 else ["train.reweight=atjt", f"train.atjt.variant={variant}"])
     return common + setting + reweight + list(args.set)
@@ -88,14 +88,6 @@ def paired(runs: list[dict], variant: str, metric: str) -> tuple[float, float]:
                           if r["variant"] == variant and r["seed"] in base])
 
 
-def mean_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and 95 % t half-width over seeds (nan for one value)."""
-    values = np.asarray(values, dtype=np.float64)
-    half = (T975.get(len(values) - 1, 1.96) * values.std(ddof=1) / np.sqrt(len(values))
-            if len(values) > 1 else float("nan"))
-    return float(values.mean()), float(half)
-
-
 def table(runs: list[dict], variants: list[str], metrics: tuple[str, ...]) -> str:
     """Markdown: every run, the mean per variant, each variant's paired difference to none."""
     lines = ["| run | seed | best epoch (of) | s | " + " | ".join(metrics) + " |",
@@ -118,7 +110,7 @@ def table(runs: list[dict], variants: list[str], metrics: tuple[str, ...]) -> st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", choices=("ctr", "sequential"), default="ctr")
-    parser.add_argument("--dataset", default="ml-100k", choices=sorted(PROTOCOL))
+    parser.add_argument("--dataset", default="ml-100k", choices=DATASETS)
     parser.add_argument("--model", default=None, help="default din (ctr) / sasrec (sequential)")
     parser.add_argument("--variants", default="none,wat,dnr,atjt",
                         help="comma-separated: none (the base, always run) and ATJT variants")

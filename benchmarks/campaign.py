@@ -31,13 +31,14 @@ e.g. ``--device cuda`` on a CPU-only machine is refused in one line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from denoiserec.runfolder import RunFolder
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "out" / "campaign"
@@ -193,8 +194,7 @@ def run_dir(output: Path, cell: Cell) -> Path:
 
 
 def finished(path: Path) -> bool:
-    metrics = path / "metrics.json"
-    return metrics.is_file() and bool(json.loads(metrics.read_text()).get("finished"))
+    return RunFolder(path).finished()
 
 
 def cleaned_log(source: Path, config, log):
@@ -302,11 +302,9 @@ def _hints(output: Path, all_cells: list[Cell]) -> dict[tuple[str, str], float]:
 
     measured: dict[tuple[str, str], float] = {}
     for cell in all_cells:
-        metrics = run_dir(output, cell) / "metrics.json"
-        if (cell.dataset, cell.row) not in measured and metrics.is_file():
-            report = json.loads(metrics.read_text())
-            if report["epochs"]:
-                measured[cell.dataset, cell.row] = epoch_seconds(report)
+        report = RunFolder(run_dir(output, cell)).read_metrics()
+        if (cell.dataset, cell.row) not in measured and report and report["epochs"]:
+            measured[cell.dataset, cell.row] = epoch_seconds(report)
     return measured
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from denoiserec.atomic import atomic_write_text, lock_holder, pid_alive
+from denoiserec.runfolder import RunFolder
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
 CONTROLS = {"msdccl": "msdccl-control", "mgsd-wss": "mgsd-control", "clean-retrain": "sasrec",
@@ -36,8 +37,7 @@ class CellState:
 
 
 def _metrics(path: Path) -> dict | None:
-    file = path / "metrics.json"
-    return json.loads(file.read_text()) if file.is_file() else None
+    return RunFolder(path).read_metrics()
 
 
 def epoch_seconds(metrics: dict) -> float:
@@ -49,7 +49,7 @@ def epoch_seconds(metrics: dict) -> float:
 def cell_state(path: Path, expected_epochs: int, hint_seconds: float | None) -> CellState:
     """Where a cell stands; ``hint_seconds``: an epoch's cost for a cell not yet started."""
     metrics = _metrics(path)
-    holder = lock_holder(path.with_name(path.name + ".lock"))
+    holder = lock_holder(RunFolder(path).claim)
     running = holder is not None and pid_alive(holder)
     if metrics is None:
         left = expected_epochs * (hint_seconds or 0.0) / 3600
@@ -118,8 +118,7 @@ def _liveness(runs: dict) -> str:
 
 
 def _detection(runs: dict) -> str:
-    found = [json.loads((path / "detection.json").read_text()) for _, path in runs.values()
-             if (path / "detection.json").is_file()]
+    found = [d for _, path in runs.values() if (d := RunFolder(path).read_detection())]
     if not found:
         return ""
     own = np.mean([d["roc_auc"] for d in found])
@@ -144,9 +143,9 @@ def detect(output: Path, cells: list) -> None:
 
 
 def load_run_config_of(path: Path):
-    from denoiserec.run import load_run_config
+    from denoiserec.fingerprints import load_run_config
 
-    return load_run_config(path) if (path / "config.yaml").is_file() else None
+    return load_run_config(path) if RunFolder(path).config.is_file() else None
 
 
 def control_of(row: str) -> str | None:

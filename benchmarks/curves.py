@@ -12,13 +12,14 @@ epoch is marked.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from denoiserec.runfolder import RunFolder
 
 
 def main() -> None:
@@ -29,11 +30,11 @@ def main() -> None:
     parser.add_argument("--parts", default="", help="comma-separated loss parts to plot too")
     parser.add_argument("--colour-by", choices=("model", "variant"), default="model")
     args = parser.parse_args()
-    runs = sorted(p.parent for p in args.folder.rglob("metrics.json"))
+    runs = sorted(p.parent for p in args.folder.rglob(RunFolder(Path()).metrics.name))
     parts = [p for p in args.parts.split(",") if p]
     figure, axes = plt.subplots(1, 1 + len(parts), figsize=(6 * (1 + len(parts)), 4),
                                 squeeze=False)
-    reports = {run: json.loads((run / "metrics.json").read_text()) for run in runs}
+    reports = {run: RunFolder(run).read_metrics() for run in runs}
 
     def group(run: Path) -> str:
         return reports[run]["model"] if args.colour_by == "model" else run.name.split("-seed")[0]

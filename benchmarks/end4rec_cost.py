@@ -155,7 +155,7 @@ def _model_step(model: str, length: int, batch: int, hidden: int, n_items: int):
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        module.loss(data, objective).loss.backward()
+        module.loss(data, objective, module.progress_at(0)).loss.backward()
         optimizer.step()
 
     return module, step

@@ -18,12 +18,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+if not __package__:  # run as a file (python benchmarks/NAME.py): make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import seconds_per_batch  # noqa: E402
 from denoiserec.report.tables import markdown_table
 from denoiserec.run import make_trainer, prepare
 from denoiserec.runconfig import load_config
@@ -35,18 +39,6 @@ def build(overrides: list[str], run_dir: Path, split=None) -> Trainer:
     config = load_config(overrides=overrides)
     split = prepare(config) if split is None else split
     return make_trainer(config, split, run_dir)  # nothing is written there
-
-
-def time_batches(trainer: Trainer, epoch: int, count: int) -> float:
-    """Seconds per batch of ``Trainer.train_epoch(epoch, max_batches=count)`` (the first
-    ``count`` batches of that epoch's shuffled order)."""
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    trainer.train_epoch(epoch, max_batches=count)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / count
 
 
 def main() -> None:
@@ -78,13 +70,13 @@ def main() -> None:
     for _, model in models:
         trainer = build([*model, *common], run_dir, split)
         split = trainer.split
-        time_batches(trainer, 0, args.warmup)  # untimed: first-call overheads
+        seconds_per_batch(trainer, 0, args.warmup)  # untimed: first-call overheads
         trainers.append(trainer)
     # round-robin repeats, fastest kept: the machine may be shared with other jobs
     best = [float("inf")] * len(models)
     for repeat in range(args.repeats):
         for index, trainer in enumerate(trainers):
-            best[index] = min(best[index], time_batches(trainer, repeat + 1, args.batches))
+            best[index] = min(best[index], seconds_per_batch(trainer, repeat + 1, args.batches))
         print(f"round {repeat + 1}/{args.repeats} done", flush=True)
     size = trainers[0].train_config.batch_size
     epoch_batches = -(-len(trainers[0].instances.users) // size)

@@ -13,11 +13,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from denoiserec.compare import paired_user_test, per_user_ndcg
 from denoiserec.report.tables import markdown_table
+from denoiserec.runfolder import RunFolder
 
 VARIANTS = {"no-hard": "w/o hard branch (`model.use_hard_branch=false`)",
             "no-contrastive": "w/o contrastive loss (`model.use_contrastive=false`)",
@@ -31,7 +31,7 @@ def versus(run: Path, reference: Path) -> str:
 
 
 def row(name: str, run: Path, full: Path, backbone: Path) -> list[object]:
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = RunFolder(run).read_metrics()
     return [name, metrics["best_epoch"] + 1, f"{metrics['test']['ndcg@10']:.4f}",
             f"{metrics['test']['hit@10']:.4f}",
             "-" if run == full else versus(run, full), versus(run, backbone),
@@ -49,9 +49,9 @@ def main() -> None:
     rows = [row("MSDCCL (full)", full, full, backbone)]
     for variant, name in VARIANTS.items():
         run = args.output.with_name(args.output.name + "-ablation") / variant
-        if (run / "test_ranks.csv").exists():
+        if RunFolder(run).test_ranks.exists():
             rows.append(row(name, run, full, backbone))
-    epochs = len(json.loads((full / "metrics.json").read_text())["epochs"])
+    epochs = RunFolder(full).trained_epochs()
     print(markdown_table(["variant", f"selected epoch (of {epochs})", "test NDCG@10", "test Hit@10",
                           "vs full MSDCCL (p)", "vs BERT4Rec (p)", "train epoch s"], rows))
 

@@ -89,7 +89,7 @@ def profile_steps(model: SequentialRecommender, batcher: Batcher, instances: Ins
     model.train()
 
     def step(users: torch.Tensor, targets: torch.Tensor) -> None:
-        output = model.loss(batcher.prefix(users, targets), objective)
+        output = model.loss(batcher.prefix(users, targets), objective, model.progress_at(0))
         optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         optimizer.step()

@@ -19,11 +19,12 @@ from denoiserec.data.batches import Batch
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.errors import ConfigError
 from denoiserec.models import MODELS, build_model
-from denoiserec.nn.losses import Objective, uniform_negatives
+from denoiserec.nn.losses import Objective
 from denoiserec.run import make_trainer, prepare, train_config
 from denoiserec.runconfig import load_config
 from denoiserec.train.atjt import corrupt, user_groups, weighted_loss
 from denoiserec.train.atjt_model import ATJTConfig, AtjtNoiseModel
+from tests.batches import random_batch
 from tests.conftest import interrupt_after_epoch
 
 N_ITEMS, MAX_LEN = 13, 7
@@ -41,19 +42,7 @@ def _model(name: str, seed: int = 0):
 
 
 def _batch(window: bool = False, negatives: int = 0, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(LENGTHS)
-    B = len(lengths)
-    real = torch.arange(MAX_LEN)[None, :] < lengths[:, None]
-    items = torch.where(real, torch.randint(1, N_ITEMS + 1, (B, MAX_LEN), generator=g), 0)
-    rows = torch.where(real, torch.arange(B)[:, None] * MAX_LEN + torch.arange(MAX_LEN), -1)
-    targets = torch.randint(1, N_ITEMS + 1, (B, MAX_LEN) if window else (B,), generator=g)
-    if window:
-        targets = torch.where(real, targets, 0)
-    batch = Batch(items=items, lengths=lengths, targets=targets, users=torch.arange(B), rows=rows)
-    if negatives:
-        batch = batch.with_negatives(uniform_negatives(targets, N_ITEMS, negatives, g))
-    return batch
+    return random_batch(LENGTHS, N_ITEMS, MAX_LEN, seed, window=window, negatives=negatives)
 
 
 # -- the per-sample contract -----------------------------------------------------------------
@@ -68,7 +57,8 @@ def test_per_sample_mean_is_the_recommendation_term(name, kind, window):
         pytest.skip("MGSD-WSS trains with ce or bpr")
     batch = _batch(window=window and model.window_training == "next",
                    negatives=2 if kind == "bpr" else 0)
-    output = model.loss(batch, Objective(kind, n_negatives=2 if kind == "bpr" else 5))
+    objective = Objective(kind, n_negatives=2 if kind == "bpr" else 5)
+    output = model.loss(batch, objective, model.progress_at(0))
     term = output.parts.get("rec", output.parts.get("cloze"))
     assert output.per_sample is not None and output.per_sample.shape == (len(batch),)
     mean = float(output.per_sample.detach().mean())
@@ -81,7 +71,7 @@ def test_per_sample_mean_is_the_recommendation_term(name, kind, window):
 def test_window_rows_hold_their_share_of_the_mean():
     model = _model("sasrec").eval()  # no dropout: loss and the hand computation agree
     batch = _batch(window=True)
-    output = model.loss(batch, Objective("ce"))
+    output = model.loss(batch, Objective("ce"), model.progress_at(0))
     hidden = model.encode(batch)
     items = model.item_embeddings()
     real = batch.targets != 0
@@ -93,8 +83,8 @@ def test_window_rows_hold_their_share_of_the_mean():
 
 def test_msdccl_curriculum_leaves_the_hardest_rows_out_of_per_sample():
     model = _model("msdccl")
-    model.on_batch_start(0, 0)  # epoch 0: the curriculum's largest drop rate (0.2)
-    output = model.loss(_batch(), Objective("ce"))
+    # epoch 0: the curriculum's largest drop rate (0.2)
+    output = model.loss(_batch(), Objective("ce"), model.progress_at(0))
     assert int((output.per_sample == 0).sum()) == len(LENGTHS) - 6  # floor(0.8 * 8) kept
 
 
@@ -137,7 +127,8 @@ def test_each_noise_model_weights_only_its_group_and_learns_only_from_the_others
         model.register_forward_pre_hook(
             lambda _m, args, n=n: calls[n].append(set(atjt.groups[args[3]].tolist())))
     batch = trainer._batch(trainer._batches(0)[0][:32])
-    atjt.reweight(batch, trainer.model.loss(batch, trainer.objective), epoch=0, step=0)
+    progress = trainer.model.progress_at(0)
+    atjt.reweight(batch, trainer.model.loss(batch, trainer.objective, progress), progress)
     for n in range(n_groups):
         weighting = [groups for groups in calls[n] if groups == {n}]
         learning = [groups for groups in calls[n] if groups != {n}]
@@ -212,8 +203,9 @@ def test_the_recommendation_loss_alone_reaches_the_noise_model_unless_detached(
         tiny_log, tmp_path, variant):
     trainer = _trainer(tiny_log, tmp_path, "train.atjt.alpha=0", f"train.atjt.variant={variant}")
     batch = trainer._batch(trainer._batches(0)[0][:32])
-    output = trainer.reweighter.reweight(batch, trainer.model.loss(batch, trainer.objective),
-                                         epoch=0, step=0)
+    progress = trainer.model.progress_at(0)
+    output = trainer.reweighter.reweight(
+        batch, trainer.model.loss(batch, trainer.objective, progress), progress)
     output.loss.backward()
     grads = [p.grad for p in trainer.reweighter.models.parameters() if p.grad is not None]
     largest = max((float(g.abs().max()) for g in grads), default=0.0)
@@ -226,8 +218,9 @@ def test_the_recommendation_loss_alone_reaches_the_noise_model_unless_detached(
 def test_uniform_weights_leave_the_recommendation_term_unchanged(tiny_log, tmp_path):
     trainer = _trainer(tiny_log, tmp_path, "train.atjt.warmup_epochs=1")
     batch = trainer._batch(trainer._batches(0)[0][:32])
-    plain = trainer.model.loss(batch, trainer.objective)
-    weighted = trainer.reweighter.reweight(batch, plain, epoch=0, step=0)
+    progress = trainer.model.progress_at(0)
+    plain = trainer.model.loss(batch, trainer.objective, progress)
+    weighted = trainer.reweighter.reweight(batch, plain, progress)
     assert weighted.parts["rec_weighted"] == pytest.approx(plain.parts["rec"], rel=1e-6)
     assert weighted.parts["w_mean"] == 1.0
     expected = plain.loss + 100 * 2 * weighted.parts["detect"]  # alpha, N models

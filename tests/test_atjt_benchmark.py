@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,17 +11,12 @@ from denoiserec.noise.detection import roc_auc
 from denoiserec.run import prepare
 from denoiserec.runconfig import load_config
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
 def atjt_script():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import atjt
-        yield atjt
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    from benchmarks import atjt
+
+    return atjt
 
 
 def test_auc_same_length_counts_only_equal_length_pairs(atjt_script):

@@ -23,6 +23,7 @@ from denoiserec.models import MODELS, build_model
 from denoiserec.nn.losses import Objective
 from denoiserec.run import make_trainer, prepare, train_config
 from denoiserec.runconfig import load_config
+from tests.batches import random_batch
 
 CTR = sorted(name for name, cls in MODELS.items() if cls.task == "ctr")
 N_ITEMS, MAX_LEN = 13, 7
@@ -35,16 +36,7 @@ def _model(name: str, seed: int = 0, **overrides):
 
 
 def _batch(lengths=LENGTHS, width: int = MAX_LEN, seed: int = 0, negatives: int = 2) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(lengths)
-    B = len(lengths)
-    real = torch.arange(width)[None, :] < lengths[:, None]
-    items = torch.where(real, torch.randint(1, N_ITEMS + 1, (B, width), generator=g), 0)
-    rows = torch.where(real, torch.arange(B)[:, None] * width + torch.arange(width), -1)
-    targets = torch.randint(1, N_ITEMS + 1, (B,), generator=g)
-    batch = Batch(items=items, lengths=lengths, targets=targets, users=torch.arange(B),
-                  rows=rows)
-    return batch.with_negatives(torch.randint(1, N_ITEMS + 1, (B, negatives), generator=g))
+    return random_batch(lengths, N_ITEMS, width, seed, negatives=negatives)
 
 
 def test_the_registry_has_the_three_ctr_models():
@@ -77,7 +69,7 @@ def test_seeded_construction_and_state_round_trip(name, tmp_path: Path):
 @pytest.mark.parametrize("name", CTR)
 def test_one_backward_reaches_every_parameter(name):
     model = _model(name).train()
-    output = model.loss(_batch(lengths=(MAX_LEN,) * 8), Objective())
+    output = model.loss(_batch(lengths=(MAX_LEN,) * 8), Objective(), model.progress_at(0))
     output.loss.backward()
     for pname, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, pname
@@ -98,7 +90,7 @@ def test_extra_padding_columns_change_nothing(name):
 def test_loss_is_bce_of_the_positive_and_its_negatives(name):
     model, batch = _model(name).eval(), _batch(negatives=3)
     with torch.no_grad():
-        output = model.loss(batch, Objective())
+        output = model.loss(batch, Objective(), model.progress_at(0))
         terms = []
         for b in range(len(batch)):  # naive: one (history, candidate, label) row at a time
             row = Batch(items=batch.items[b:b + 1], lengths=batch.lengths[b:b + 1],
@@ -118,7 +110,8 @@ def test_loss_is_bce_of_the_positive_and_its_negatives(name):
 def test_training_without_negatives_is_a_one_line_error(name):
     batch = dataclasses.replace(_batch(), negatives=None)
     with pytest.raises(TrainingError, match="use protocol=ctr"):
-        _model(name).loss(batch, Objective())
+        model = _model(name)
+        model.loss(batch, Objective(), model.progress_at(0))
 
 
 # -- DIN (spec §5.3) ------------------------------------------------------------------------------

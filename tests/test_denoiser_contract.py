@@ -28,7 +28,7 @@ from denoiserec.run import make_trainer, prepare
 from denoiserec.runconfig import load_config
 
 DENOISERS = sorted(name for name, cls in MODELS.items()
-                   if cls.task == "sequential" and hasattr(cls, "denoising"))
+                   if cls.task == "sequential" and cls.denoiser)
 SMALL = {  # a small, fast configuration of each denoiser
     "msdccl": ["model.backbone.hidden_size=32", "model.backbone.inner_size=32",
                "model.inner_size=64", "model.n_layers=1"],
@@ -128,7 +128,7 @@ def _spy_logits(model, batch: Batch, monkeypatch, keep_graph: bool = False) -> t
 
     monkeypatch.setattr(F, "cross_entropy", spy)
     torch.manual_seed(11)
-    model.loss(batch, Objective())
+    model.loss(batch, Objective(), model.progress_at(0))
     monkeypatch.setattr(F, "cross_entropy", original)
     return seen[0]
 

@@ -4,9 +4,11 @@ and the guided stages through the one trainer (each stage changes only its param
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from denoiserec.data.batches import Batch
 from denoiserec.data.synthetic import SyntheticConfig, generate
@@ -16,19 +18,14 @@ from denoiserec.nn.fft import ChunkedSpectralMixer, compactness
 from denoiserec.nn.losses import Objective
 from denoiserec.run import make_trainer, prepare
 from denoiserec.runconfig import load_config
+from tests.batches import random_batch
 
 MAX_LEN = 12
 
 
 def _batch(n: int = 6, width: int = 9, seed: int = 0) -> Batch:
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(2, width + 1, (n,), generator=generator)
-    real = torch.arange(width)[None] < lengths[:, None]
-    items = torch.where(real, torch.randint(1, 30, (n, width), generator=generator), 0)
-    behaviours = torch.where(real, torch.randint(0, 3, (n, width), generator=generator), 0)
-    rows = torch.where(real, torch.arange(n * width).view(n, width), -1)
-    return Batch(items=items, lengths=lengths, targets=torch.randint(1, 30, (n,)),
-                 users=torch.arange(n), rows=rows, behaviours=behaviours)
+    lengths = torch.randint(2, width + 1, (n,), generator=torch.Generator().manual_seed(seed))
+    return random_batch(lengths.tolist(), 29, width, seed, behaviours=2)
 
 
 def _model(**settings) -> torch.nn.Module:
@@ -54,7 +51,7 @@ def test_decomposition_is_exact_and_the_hard_mask_binary_with_a_gradient():
 def test_gradients_reach_the_embeddings_and_order_matters():
     model = _model(dropout=0.0).train()
     batch = _batch()
-    model.loss(batch, Objective()).loss.backward()
+    model.loss(batch, Objective(), model.progress_at(0)).loss.backward()
     assert (model.item_embedding.weight.grad[batch.items[batch.items > 0]].abs().sum(1)
             > 0).all()
     assert model.miner.w1.grad.abs().sum() > 0 and model.kernels.grad.abs().sum() > 0
@@ -114,3 +111,53 @@ def test_staged_training_resumes_to_the_same_stage(staged_trainer):
     stage = staged_trainer.model.training_stage(5)
     assert (stage.number, stage.first_epoch, stage.lr_scale) == (4, 3, 0.5)
     assert dataclasses.replace(stage).groups == ("encoder", "hard", "soft")
+
+
+def _naive_miner(mixer: ChunkedSpectralMixer, x: torch.Tensor) -> torch.Tensor:
+    """The miner by direct sums (float64, no torch.fft): the orthonormal DFT of every channel,
+    the filter, each chunk's complex 2-layer MLP (GELU on real and imaginary parts), and the
+    real inverse of the half spectrum (bins 0 and L/2 once, the others twice, real part)."""
+    L, d = x.shape
+    n, k = torch.arange(L, dtype=torch.float64), torch.arange(L // 2 + 1, dtype=torch.float64)
+    angle = 2 * math.pi * k[:, None] * n[None, :] / L  # (F, L)
+    forward = torch.polar(torch.ones_like(angle), -angle) / math.sqrt(L)
+    spectrum = forward @ x.double().to(torch.complex128)  # (F, d)
+    as_complex = lambda p: torch.view_as_complex(p.detach().double())  # noqa: E731
+    if mixer.filter is not None:
+        spectrum = spectrum * as_complex(mixer.filter)[: L // 2 + 1]
+    size = d // mixer.n_blocks
+    out = torch.zeros_like(spectrum)
+    for b in range(mixer.n_blocks):
+        chunk = spectrum[:, b * size:(b + 1) * size]
+        hidden = chunk @ as_complex(mixer.w1)[b] + as_complex(mixer.b1)[b]
+        hidden = torch.complex(F.gelu(hidden.real), F.gelu(hidden.imag))
+        out[:, b * size:(b + 1) * size] = hidden @ as_complex(mixer.w2)[b] + as_complex(mixer.b2)[b]
+    twice = torch.full((L // 2 + 1,), 2.0, dtype=torch.float64)
+    twice[0] = 1.0
+    if L % 2 == 0:
+        twice[-1] = 1.0
+    backward = torch.polar(torch.ones_like(angle), angle).T  # (L, F)
+    real_bins = out.clone()
+    real_bins[0] = out[0].real  # irfft reads only the real part of bins 0 and L/2
+    if L % 2 == 0:
+        real_bins[-1] = out[-1].real
+    return ((backward * twice) @ real_bins).real / math.sqrt(L)
+
+
+@pytest.mark.parametrize("length", [8, 9])
+def test_miner_keeps_the_whole_complex_spectrum(length: int):
+    """Against the direct sums: a miner that keeps only the real part of the spectrum (the
+    release's, spec §2.2(a)) differs, and an input odd in time (all-imaginary spectrum) still
+    gives an output that depends on it."""
+    torch.manual_seed(0)
+    mixer = ChunkedSpectralMixer(length, 8, 2, frequency_filter=True)
+    with torch.no_grad():  # non-zero biases, so that they count in the reference too
+        mixer.b1.normal_()
+        mixer.b2.normal_()
+    x = torch.randn(3, length, 8)
+    got = mixer(x)
+    for row in range(3):
+        torch.testing.assert_close(got[row].double(), _naive_miner(mixer, x[row]),
+                                   rtol=1e-4, atol=1e-5)
+    odd = x - x[:, (-torch.arange(length)) % length]  # x[-n] = -x[n]: no real spectrum
+    assert not torch.allclose(mixer(odd), mixer(2 * odd), atol=1e-4)

@@ -108,7 +108,7 @@ def test_fmlp_behaviour_embedding_is_used():
     batch = Batch(items=items, lengths=torch.tensor([3]), targets=torch.tensor([4]),
                   users=torch.tensor([0]), rows=torch.tensor([[0, 1, 2]]),
                   behaviours=torch.tensor([[0, 1, 0]]))
-    loss = model.loss(batch, Objective()).loss
+    loss = model.loss(batch, Objective(), model.progress_at(0)).loss
     loss.backward()
     assert model.behaviour_embedding.weight.grad[1:3].abs().sum() > 0
 

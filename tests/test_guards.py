@@ -25,6 +25,7 @@ from denoiserec.protocols import ProtocolConfig, protocol_negatives, split
 from denoiserec.run import restore, train_config
 from denoiserec.runconfig import load_config
 from denoiserec.train.evaluate import evaluate
+from tests.batches import random_batch
 from tests.conftest import interrupt_after_epoch
 
 TINY = ["model.hidden_size=16", "model.inner_size=32", "model.n_layers=1", "batch_size=64",
@@ -116,7 +117,7 @@ def test_clean_scores_belong_to_their_own_input_rows(small_log, trained_run, tmp
     from denoiserec.noise.scores import surprise_scores
 
     log = small_log
-    monkeypatch.setattr(clean_module, "load_dataset", lambda _: log)
+    monkeypatch.setattr(clean_module, "load_log", lambda _: log)
     # reference: the run's surprise score of every row of the canonical log, keyed by row
     model = restore(trained_run, log=log).model
     expected = surprise_scores(model, log, 10)
@@ -229,14 +230,7 @@ def _msdccl(**overrides):
 
 
 def _msdccl_batch(targets: torch.Tensor | None = None) -> Batch:
-    g = torch.Generator().manual_seed(0)
-    lengths = torch.tensor([1, 2, 3, 6, 10, 10])
-    real = torch.arange(10)[None, :] < lengths[:, None]
-    items = torch.where(real, torch.randint(1, 21, (6, 10), generator=g), 0)
-    rows = torch.where(real, torch.arange(6)[:, None] * 10 + torch.arange(10), -1)
-    if targets is None:
-        targets = torch.randint(1, 21, (6,), generator=g)
-    return Batch(items=items, lengths=lengths, targets=targets, users=torch.arange(6), rows=rows)
+    return random_batch([1, 2, 3, 6, 10, 10], 20, 10, targets=targets)
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -255,7 +249,7 @@ def test_msdccl_loss_scores_a_representation_without_the_target(train):
     model.backbone.forward = spy
     for batch in (first, second):
         torch.manual_seed(1)
-        model.loss(batch, Objective()).loss.backward()
+        model.loss(batch, Objective(), model.progress_at(0)).loss.backward()
     assert len(seen) == 2  # one backbone pass per loss: r_soft
     with torch.no_grad():
         model.eval()
@@ -272,7 +266,7 @@ def test_msdccl_loss_scores_a_representation_without_the_target(train):
 def test_msdccl_target_row_gradient_comes_from_the_output_layer_only():
     model = _msdccl(use_hard_branch=False, use_contrastive=False, curriculum="none").eval()
     batch = _msdccl_batch()
-    model.loss(batch, Objective()).loss.backward()
+    model.loss(batch, Objective(), model.progress_at(0)).loss.backward()
     gradient = model.item_embedding.weight.grad.clone()
     model.zero_grad()
     # reference: CE of a representation computed without targets

@@ -13,7 +13,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "denoiserec"
 LAYERS = [  # lowest first; a module may import its own layer or any lower one
-    ("errors", "atomic", "config", "metrics", "report", "noise.significance"),
+    ("errors", "atomic", "provenance", "config", "metrics", "report", "noise.significance",
+     "runfolder"),
     ("data",),
     ("protocols",),
     ("noise.inject", "noise.online"),
@@ -21,8 +22,8 @@ LAYERS = [  # lowest first; a module may import its own layer or any lower one
     ("models",),
     ("noise.scores", "noise.detection", "noise"),
     ("train",),
-    ("runconfig", "run"),
-    ("compare", "clean"),
+    ("runconfig", "fingerprints", "run"),
+    ("compare", "clean", "tuning"),
     ("cli", ""),  # "" = the package's __init__ (the public API)
 ]
 

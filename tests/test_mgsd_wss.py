@@ -25,6 +25,7 @@ from denoiserec.nn.losses import Objective
 from denoiserec.nn.transformer import attention_mask
 from denoiserec.noise.online import CorruptedRows, insert_items
 from denoiserec.runconfig import load_config
+from tests.batches import random_batch
 
 N_ITEMS, MAX_LEN, H, K = 30, 10, 16, 5
 LENGTHS = (1, 2, 3, 6, 10, 10)
@@ -44,14 +45,7 @@ def _model(seed: int = 0, backbone: str = "bert4rec", **overrides) -> MGSDWSS:
 
 
 def _batch(lengths=LENGTHS, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(lengths)
-    B = len(lengths)
-    real = torch.arange(MAX_LEN)[None, :] < lengths[:, None]
-    items = torch.where(real, torch.randint(1, N_ITEMS + 1, (B, MAX_LEN), generator=g), 0)
-    rows = torch.where(real, torch.arange(B)[:, None] * MAX_LEN + torch.arange(MAX_LEN), -1)
-    targets = torch.randint(1, N_ITEMS + 1, (B,), generator=g)
-    return Batch(items=items, lengths=lengths, targets=targets, users=torch.arange(B), rows=rows)
+    return random_batch(lengths, N_ITEMS, MAX_LEN, seed)
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -166,7 +160,7 @@ def test_sampled_gate_falls_back_to_the_most_recent_item(monkeypatch) -> None:
     model, batch = _model(gate="sampled").train(), _batch()
     drop_all = torch.zeros(len(batch), MAX_LEN, 2)
     drop_all[..., 1] = 50.0
-    keep = model.item_keep(F.log_softmax(drop_all, -1), batch.items, batch.lengths, True)
+    keep = model.item_keep(F.log_softmax(drop_all, -1), batch.items, batch.lengths, True, 0.5)
     expected = torch.zeros_like(keep)
     expected[torch.arange(len(batch)), batch.lengths - 1] = 1
     assert torch.equal(keep, expected)
@@ -177,7 +171,7 @@ def test_straight_through_gradients_reach_the_noise_head_and_the_selector() -> N
     the only path; head_gradient=all, the paper's) and dL_int/dW_a != 0 through h."""
     model, batch = _model(head_gradient="all").train(), _batch(lengths=(MAX_LEN,) * 6)
     parts = model.granularities(batch, sample=True)
-    losses = model.contrastive_losses(parts, batch)
+    losses = model.contrastive_losses(parts, batch, 0.5)
     head, selector = model.noise_head[-1].weight, model.selector.score.weight
     item_grad = torch.autograd.grad(losses["item_cl"], head, retain_graph=True)[0]
     assert item_grad.abs().sum() > 0
@@ -193,7 +187,7 @@ def test_head_gradient_rule_decides_which_losses_train_the_noise_head(rule: str)
     torch.manual_seed(1)
     parts = model.granularities(batch, sample=True)
     rec = F.cross_entropy(parts.user @ model.item_embeddings().T, batch.targets)
-    item = model.contrastive_losses(parts, batch)["item_cl"]
+    item = model.contrastive_losses(parts, batch, 0.5)["item_cl"]
     head = model.noise_head[-1].weight
     for loss in (rec, item):
         (gradient,) = torch.autograd.grad(loss, head, retain_graph=True, allow_unused=True)
@@ -308,7 +302,7 @@ def test_weak_supervision_share_takes_the_first_rows(monkeypatch) -> None:
 ])
 def test_variants_train_every_parameter_they_use(overrides: dict) -> None:
     model = _model(**overrides).train()
-    output = model.loss(_batch(lengths=(MAX_LEN,) * 6), Objective())
+    output = model.loss(_batch(lengths=(MAX_LEN,) * 6), Objective(), model.progress_at(0))
     assert torch.isfinite(output.loss)
     expected = {"rec", "kept", "weight_entropy", "saturated", "interests_kept",
                 "interest_entropy", "item_cl", "interest_cl", "ws"}
@@ -333,7 +327,7 @@ def test_interest_loss_weights_negatives_by_the_chosen_rule(rule: str) -> None:
     model, batch = _model(interest_negative_weights=rule).eval(), _batch()
     with torch.no_grad():
         parts = model.granularities(batch)
-        got = model.contrastive_losses(parts, batch)["interest_cl"]
+        got = model.contrastive_losses(parts, batch, 0.5)["interest_cl"]
         w = parts.interests
         candidates = model.prototypes[None].expand(len(batch), K, H)
         negative = 1 - w if rule == "complement" else w
@@ -344,7 +338,7 @@ def test_interest_loss_weights_negatives_by_the_chosen_rule(rule: str) -> None:
 
 def test_loss_is_the_weighted_sum_of_its_parts() -> None:
     model, batch = _model(ws_weight=2.0, item_weight=3.0, interest_weight=0.5).train(), _batch()
-    output = model.loss(batch, Objective())
+    output = model.loss(batch, Objective(), model.progress_at(0))
     p = output.parts
     expected = p["rec"] + 2.0 * p["ws"] + 3.0 * p["item_cl"] + 0.5 * p["interest_cl"]
     assert float(output.loss.detach()) == pytest.approx(expected, rel=1e-5)
@@ -353,7 +347,9 @@ def test_loss_is_the_weighted_sum_of_its_parts() -> None:
 def test_window_instances_are_refused() -> None:
     batch = _batch()
     with pytest.raises(ValueError, match="prefix"):
-        _model().loss(dataclasses.replace(batch, targets=batch.items), Objective())
+        model = _model()
+        window = dataclasses.replace(batch, targets=batch.items, instances="window")
+        model.loss(window, Objective(), model.progress_at(0))
 
 
 def test_prototypes_start_at_the_item_tables_scale() -> None:

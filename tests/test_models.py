@@ -17,6 +17,7 @@ from denoiserec.models import MODELS, SequentialRecommender, build_model
 from denoiserec.models.base import gather_last
 from denoiserec.models.bert4rec import cloze_mask
 from denoiserec.nn.losses import Objective, uniform_negatives
+from tests.batches import random_batch
 
 N_ITEMS, MAX_LEN = 13, 7
 LENGTHS = (1, 2, 3, 5, 6, 7, 7, 4)  # B = 8, short and full rows
@@ -48,18 +49,7 @@ def _model(name: str, seed: int = 0, **overrides) -> SequentialRecommender:
 
 
 def _batch(lengths=LENGTHS, width: int = MAX_LEN, seed: int = 0, window: bool = False) -> Batch:
-    """Right-padded random items (row b's real items are log rows b * width + position)."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(lengths)
-    B = len(lengths)
-    real = torch.arange(width)[None, :] < lengths[:, None]
-    items = torch.where(real, torch.randint(1, N_ITEMS + 1, (B, width), generator=g), 0)
-    rows = torch.where(real, torch.arange(B)[:, None] * width + torch.arange(width), -1)
-    shape = (B, width) if window else (B,)
-    targets = torch.randint(1, N_ITEMS + 1, shape, generator=g)
-    if window:
-        targets = torch.where(real, targets, 0)
-    return Batch(items=items, lengths=lengths, targets=targets, users=torch.arange(B), rows=rows)
+    return random_batch(lengths, N_ITEMS, width, seed, window=window)
 
 
 def _full_batch(seed: int = 0) -> Batch:
@@ -118,7 +108,7 @@ def test_one_backward_reaches_every_parameter(name: str, kind: str) -> None:
     batch = _full_batch()  # every position embedding is used
     batch = batch.with_negatives(uniform_negatives(batch.targets, N_ITEMS, 2,
                                                   generator=torch.Generator().manual_seed(0)))
-    output = model.loss(batch, Objective(kind, n_negatives=2))
+    output = model.loss(batch, Objective(kind, n_negatives=2), model.progress_at(0))
     assert output.loss.dim() == 0 and torch.isfinite(output.loss)
     output.loss.backward()
     for pname, parameter in model.named_parameters():
@@ -202,7 +192,7 @@ def _hand_cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torc
 def test_window_loss_is_cross_entropy_over_real_positions(name: str) -> None:
     model, batch = _model(name).eval(), _batch(window=True)
     with torch.no_grad():
-        loss = model.loss(batch, Objective()).loss
+        loss = model.loss(batch, Objective(), model.progress_at(0)).loss
         hidden, items = model.encode(batch), model.item_embeddings()
     real = [(b, t) for b in range(len(batch)) for t in range(int(batch.lengths[b]))]
     expected = _hand_cross_entropy(torch.stack([hidden[b, t] for b, t in real]), items,
@@ -214,7 +204,7 @@ def test_window_loss_is_cross_entropy_over_real_positions(name: str) -> None:
 def test_prefix_loss_is_cross_entropy_at_the_last_position(name: str) -> None:
     model, batch = _model(name).eval(), _batch()
     with torch.no_grad():
-        loss = model.loss(batch, Objective()).loss
+        loss = model.loss(batch, Objective(), model.progress_at(0)).loss
         hidden, items = model.encode(batch), model.item_embeddings()
     last = torch.stack([hidden[b, int(batch.lengths[b]) - 1] for b in range(len(batch))])
     assert torch.allclose(loss, _hand_cross_entropy(last, items, batch.targets), atol=1e-5)
@@ -320,7 +310,7 @@ def test_bert4rec_fine_tuning_loss_is_cross_entropy_of_the_masked_last_item() ->
     model, batch = _model("bert4rec", ft_ratio=1.0).eval(), _batch()
     with torch.no_grad():
         model.output_bias.normal_()
-        loss = model.loss(batch, Objective()).loss
+        loss = model.loss(batch, Objective(), model.progress_at(0)).loss
         items = batch.items.clone()
         items[torch.arange(len(batch)), batch.lengths - 1] = N_ITEMS + 1
         hidden = model.encode(_replace_items(batch, items))
@@ -330,3 +320,21 @@ def test_bert4rec_fine_tuning_loss_is_cross_entropy_of_the_masked_last_item() ->
             logits = model.item_embeddings() @ hidden[b, last] + model.output_bias
             terms.append(torch.log(torch.exp(logits).sum()) - logits[batch.items[b, last]])
     assert torch.allclose(loss, torch.stack(terms).mean(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_label_smoothing_reaches_the_models_own_loss(name: str) -> None:
+    """Smoothed CE is affine in the smoothing: ``(1 - e) CE + e U`` (U the mean of -log p over
+    the classes), so with every random draw repeated the recommendation term at e = 0, 0.1 and
+    0.2 is evenly spaced, and moves. A loss that drops the smoothing stays put. (Late enough
+    for MSDCCL's curriculum to keep every row: its selection would depend on e.)"""
+    model = _model(name, seed=0).eval()
+    batch = _batch()
+    progress = model.progress_at(50)
+    terms = []
+    for smoothing in (0.0, 0.1, 0.2):
+        torch.manual_seed(0)
+        parts = model.loss(batch, Objective("ce", label_smoothing=smoothing), progress).parts
+        terms.append(parts.get("rec", parts.get("cloze")))
+    assert abs(terms[1] - terms[0]) > 1e-4, f"{name}: label smoothing changes nothing"
+    assert terms[2] - terms[1] == pytest.approx(terms[1] - terms[0], rel=1e-4, abs=1e-6)

@@ -26,6 +26,7 @@ from denoiserec.nn.gumbel import (
 )
 from denoiserec.nn.losses import Objective
 from denoiserec.nn.schedules import (
+    TrainingProgress,
     anneal_temperature,
     curriculum_drop_rate,
     easiest_mean,
@@ -33,6 +34,7 @@ from denoiserec.nn.schedules import (
 )
 from denoiserec.nn.short_term import last_items_window
 from denoiserec.runconfig import load_config
+from tests.batches import random_batch
 
 N_ITEMS, MAX_LEN = 20, 10
 LENGTHS = (1, 2, 3, 6, 10, 10)
@@ -59,15 +61,7 @@ def _model(seed: int = 0, backbone: str = "bert4rec", backbone_dropout: float | 
 
 
 def _batch(lengths=LENGTHS, seed: int = 0, targets: torch.Tensor | None = None) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(lengths)
-    B = len(lengths)
-    real = torch.arange(MAX_LEN)[None, :] < lengths[:, None]
-    items = torch.where(real, torch.randint(1, N_ITEMS + 1, (B, MAX_LEN), generator=g), 0)
-    rows = torch.where(real, torch.arange(B)[:, None] * MAX_LEN + torch.arange(MAX_LEN), -1)
-    if targets is None:
-        targets = torch.randint(1, N_ITEMS + 1, (B,), generator=g)
-    return Batch(items=items, lengths=lengths, targets=targets, users=torch.arange(B), rows=rows)
+    return random_batch(lengths, N_ITEMS, MAX_LEN, seed, targets=targets)
 
 
 # ----------------------------------------------------------------------------- hard gate
@@ -154,7 +148,8 @@ def test_contrastive_gate_gradient_switch(through_gate: bool,
         return cross_signal_contrastive(anchor, candidates, keep, mask, tau)
 
     monkeypatch.setattr(module, "cross_signal_contrastive", spy)
-    _model(contrastive_gate_gradient=through_gate).train().loss(_batch(), Objective())
+    model = _model(contrastive_gate_gradient=through_gate).train()
+    model.loss(_batch(), Objective(), model.progress_at(0))
     assert seen == [through_gate]
 
 
@@ -280,16 +275,14 @@ def test_temperature_schedules() -> None:
     assert anneal_temperature(0.5, 0.1, 5000, 1000) == 0.1
 
 
-def test_model_infers_steps_per_epoch_and_anneals() -> None:
-    model = _model(anneal_epochs=2.0)
-    for step in range(12):  # 4 batches per epoch
-        model.on_batch_start(step // 4, step)
-        if step < 4:
-            assert model.temperatures.gumbel == 0.5
-    assert model.temperatures.steps_per_epoch == 4
-    assert model.temperatures.gumbel == pytest.approx(0.1)  # step 11 >= 2 epochs of 4
-    model.on_batch_start(1, 6)
-    assert model.temperatures.contrastive == pytest.approx(0.5 * 0.2 ** (6 / 8))
+def test_temperatures_follow_the_training_progress() -> None:
+    schedule = _model(anneal_epochs=2.0).temperatures
+    for step in range(4):  # 4 batches per epoch: epoch 0 holds the start values
+        assert schedule.at(TrainingProgress(0, step, 4)).gumbel == 0.5
+    assert schedule.at(TrainingProgress(2, 3, 4)).gumbel == pytest.approx(0.1)  # >= 2 epochs
+    assert schedule.at(TrainingProgress(1, 2, 4)).contrastive == pytest.approx(
+        0.5 * 0.2 ** (6 / 8))
+    assert schedule.at(TrainingProgress(1, 0, 4)).gumbel == pytest.approx(0.5 * 0.2 ** (4 / 8))
 
 
 # ----------------------------------------------------------------------------- soft branch
@@ -388,7 +381,7 @@ def test_backbones_train_every_parameter(backbone: str) -> None:
     with torch.no_grad():
         assert model.eval().score_all(batch).shape == (6, N_ITEMS + 1)
         assert model.encode(batch).shape == (6, MAX_LEN, 16)
-    output = model.train().loss(batch, Objective())
+    output = model.train().loss(batch, Objective(), model.progress_at(0))
     assert torch.isfinite(output.loss)
     assert set(output.parts) == {"rec", "bpr", "cl", *LIVENESS}
     output.loss.backward()
@@ -422,7 +415,7 @@ def test_sasrec_backbone_is_causal_and_bert4rec_is_not() -> None:
 def test_ablation_switches_remove_their_losses(switches: dict, parts: set) -> None:
     model = _model(**switches).train()
     assert (model.hard_encoder is None) == (not model.config.use_hard_branch)
-    output = model.loss(_batch(), Objective())
+    output = model.loss(_batch(), Objective(), model.progress_at(0))
     assert set(output.parts) == parts
     output.loss.backward()
     for name, parameter in model.named_parameters():
@@ -435,7 +428,7 @@ def test_loss_is_rec_plus_lambda_times_auxiliary_terms() -> None:
     for weight in (0.0, 2.0):
         model = _model(loss_lambda=weight, **NO_DROPOUT).train()
         torch.manual_seed(5)  # same negatives and Gumbel noise
-        output = model.loss(batch, Objective())
+        output = model.loss(batch, Objective(), model.progress_at(0))
         parts[weight] = output
     for weight, output in parts.items():
         expected = output.parts["rec"] + weight * (output.parts["bpr"] + output.parts["cl"])
@@ -444,9 +437,10 @@ def test_loss_is_rec_plus_lambda_times_auxiliary_terms() -> None:
 
 def test_window_instances_are_refused() -> None:
     batch = _batch()
-    window = dataclasses.replace(batch, targets=batch.items)
+    window = dataclasses.replace(batch, targets=batch.items, instances="window")
+    model = _model()
     with pytest.raises(ValueError, match="prefix"):
-        _model().loss(window, Objective())
+        model.loss(window, Objective(), model.progress_at(0))
 
 
 @pytest.mark.parametrize("name", ["ml-100k", "beauty", "ml-1m", "ml-100k-h64", "beauty-h64"])

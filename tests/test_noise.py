@@ -153,7 +153,7 @@ def test_surprise_finds_injected_noise_better_than_chance(log, trained):
 def test_compare_is_resumable_and_writes_its_outputs(log, tmp_path, monkeypatch):
     from denoiserec import compare as compare_module
 
-    monkeypatch.setattr(compare_module, "load_dataset", lambda _: log)
+    monkeypatch.setattr(compare_module, "load_log", lambda _: log)
     args = ["compare", "--models", "sasrec,gru4rec", "--dataset", "synthetic", "--noise",
             "0,0.2", "--seeds", "2", "--output", str(tmp_path / "cmp"),
             "--set", "epochs=1", "--set", "train.progress=false", "--set", "max_len=10",
@@ -178,7 +178,7 @@ def test_compare_is_resumable_and_writes_its_outputs(log, tmp_path, monkeypatch)
 def test_clean_round_trips_a_log(log, trained, tmp_path, monkeypatch):
     from denoiserec import clean as clean_module
 
-    monkeypatch.setattr(clean_module, "load_dataset", lambda _: log)
+    monkeypatch.setattr(clean_module, "load_log", lambda _: log)
     users = log.user_tokens[log.row_users]
     frame = pd.DataFrame({"user_id": users, "item_id": log.item_tokens[log.items],
                           "timestamp": log.timestamps, "extra": np.arange(log.n_interactions)})
@@ -203,7 +203,7 @@ def test_clean_round_trips_a_log(log, trained, tmp_path, monkeypatch):
 def test_clean_keep_last_never_drops_a_users_last_rows(log, trained, tmp_path, monkeypatch):
     from denoiserec import clean as clean_module
 
-    monkeypatch.setattr(clean_module, "load_dataset", lambda _: log)
+    monkeypatch.setattr(clean_module, "load_log", lambda _: log)
     frame = pd.DataFrame({"user_id": log.user_tokens[log.row_users],
                           "item_id": log.item_tokens[log.items], "timestamp": log.timestamps,
                           "extra": np.arange(log.n_interactions)})
@@ -238,7 +238,7 @@ def test_subset_keeps_users_vocabulary_and_order(log):
 def test_clean_refuses_unknown_items_and_overwriting(log, trained, tmp_path, monkeypatch):
     from denoiserec import clean as clean_module
 
-    monkeypatch.setattr(clean_module, "load_dataset", lambda _: log)
+    monkeypatch.setattr(clean_module, "load_log", lambda _: log)
     source = tmp_path / "log.csv"
     pd.DataFrame({"user_id": ["a", "a", "a"], "item_id": ["i1", "zzz", "i2"],
                   "timestamp": [1, 2, 3]}).to_csv(source, index=False)
@@ -274,8 +274,8 @@ def test_cell_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):
 
     cell = tmp_path / "cells" / "sasrec-noise0-seed1"
     with claimed(cell) as mine:
-        assert mine and (tmp_path / "cells" / "sasrec-noise0-seed1.lock").read_text() == str(
-            os.getpid())
+        assert mine and (tmp_path / "cells" / "sasrec-noise0-seed1.lock").read_text().split()[
+            0] == str(os.getpid())
         with claimed(cell) as again:  # a live holder (here: ourselves) keeps it
             assert not again
     assert not (tmp_path / "cells" / "sasrec-noise0-seed1.lock").exists()
@@ -289,7 +289,7 @@ def test_cell_lock_is_exclusive_and_stale_locks_are_taken_over(tmp_path):
 def test_compare_waits_for_a_cell_another_process_trains(log, tmp_path, monkeypatch, capsys):
     from denoiserec import compare as compare_module
 
-    monkeypatch.setattr(compare_module, "load_dataset", lambda _: log)
+    monkeypatch.setattr(compare_module, "load_log", lambda _: log)
     output = tmp_path / "cmp"
     lock = output / "cells" / "sasrec-noise0-seed2020.lock"
     lock.parent.mkdir(parents=True)
@@ -304,7 +304,7 @@ def test_compare_waits_for_a_cell_another_process_trains(log, tmp_path, monkeypa
 def test_compare_without_training_summarises_the_finished_cells_only(log, tmp_path, monkeypatch):
     from denoiserec import compare as compare_module
 
-    monkeypatch.setattr(compare_module, "load_dataset", lambda _: log)
+    monkeypatch.setattr(compare_module, "load_log", lambda _: log)
     output, overrides = tmp_path / "cmp", ["epochs=1", "train.progress=false", "max_len=10"]
     with pytest.raises(ConfigError, match="no finished cells to summarise"):
         compare_module.compare(["sasrec"], "synthetic", "recbole", [0.0], "insert", 1,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.errors import CheckpointError, ConfigError, TrainingError
-from denoiserec.run import evaluate_run, train_config
+from denoiserec.run import evaluate_run, make_trainer, prepare, train_config
 from denoiserec.runconfig import load_config
 from denoiserec.train.checkpoint import load_checkpoint
+from denoiserec.train.evaluate import Evaluation
 from tests.conftest import interrupt_after_epoch
 
 TINY = ["model.hidden_size=16", "model.inner_size=32", "model.n_layers=1", "batch_size=64",
@@ -151,3 +153,54 @@ def test_evaluate_under_another_protocol_keeps_the_other_protocol_settings(tiny_
                         or original(run_dir, config, *a, **k))
     evaluate_run(tmp_path / "r", protocol="fmlp", log=tiny_log)
     assert seen[0].protocol.name == "fmlp" and seen[0].protocol.ties == "topk"
+
+
+# -- settings that must reach the optimiser and the selection rule ---------------------------
+def test_weight_decay_reaches_the_optimiser(tiny_log, tmp_path):
+    """Adam's first step, by hand: with g' = g + wd * p (L2 on the gradient, as
+    ``torch.optim.Adam``), m_hat = g' and v_hat = g'^2, so p1 = p0 - lr * g' / (|g'| + eps)."""
+    lr, wd = 0.01, 0.5
+    config = tiny_config(f"lr={lr}", f"train.weight_decay={wd}", epochs=1)
+    trainer = make_trainer(config, prepare(config, tiny_log), tmp_path)
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train_epoch(0, max_batches=1)
+    for name, p in trainer.model.named_parameters():
+        assert p.grad is not None, name
+        g = p.grad + wd * before[name]  # p.grad: the loss's gradient (Adam adds wd to a copy)
+        expected = before[name] - lr * g / (g.abs() + 1e-8)
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize(("values", "best"), [
+    ((0.10001, 0.10004, 0.09), 1),  # equal at 4 decimals: the later epoch wins (RecBole)
+    ((0.10004, 0.10001, 0.09), 1),  # lower raw value, equal rounded: still the later
+    ((0.10004, 0.10016, 0.10024), 2),  # 0.1002 twice: the later
+    ((0.2, 0.1, 0.19996), 2),  # 0.2000 again after a dip: the later epoch
+])
+def test_early_stopping_keeps_the_later_epoch_of_a_rounded_tie(tiny_log, tmp_path, values,
+                                                               best):
+    config = tiny_config(f"epochs={len(values)}")
+    trainer = make_trainer(config, prepare(config, tiny_log), tmp_path)
+    scripted = iter(values)
+    trainer.train_epoch = lambda epoch: (0.0, {})  # noqa: ARG005 -- only selection is tested
+    trainer.evaluate = lambda which: Evaluation(
+        metrics={"ndcg@10": next(scripted)}, ranks=np.zeros(0), users=np.zeros(0),
+        protocol="recbole")
+    trainer.fit()
+    assert trainer.state.best_epoch == best
+    assert trainer.state.best_value == round(max(values), 4)
+
+
+def test_the_model_is_told_where_training_is(tiny_log, tmp_path):
+    """The progress passed to ``loss`` counts full epochs, also when a run trains only the first
+    ``max_batches`` of each (the old epoch-length guess then numbered the steps wrongly)."""
+    config = tiny_config(epochs=2)
+    trainer = make_trainer(config, prepare(config, tiny_log), tmp_path)
+    seen, loss = [], trainer.model.loss
+    trainer.model.loss = lambda batch, objective, progress: (seen.append(progress),
+                                                             loss(batch, objective, progress))[1]
+    full = len(trainer._batches(1))
+    assert full > 2
+    trainer.train_epoch(1, max_batches=2)
+    assert [(p.epoch, p.batch, p.steps_per_epoch, p.step) for p in seen] == [
+        (1, 0, full, full), (1, 1, full, full + 1)]

@@ -182,7 +182,7 @@ def test_outputs_that_cannot_be_written_are_one_line_errors(tmp_path, capsys, mo
     taken.write_text("mine")
     sets = [arg for s in TINY for arg in ("--set", s)]
     assert main(["train", "--dataset", str(log), "--output", str(taken), *sets]) == 2
-    _one_line_error(capsys, "is a file, not a run directory")
+    _one_line_error(capsys, "is a file, not a denoiserec run directory")
     assert main(["compare", "--models", "sasrec", "--dataset", str(log), "--output", str(taken),
                  *sets]) == 2
     _one_line_error(capsys, "is a file")

@@ -6,9 +6,11 @@ was; the file gets the permissions a plain ``open`` would give it (``0666`` less
 umask), not ``mkstemp``'s ``0600``. A write that fails (read-only folder, full disk) raises a
 one-line :class:`~denoiserec.errors.OutputError` naming the file.
 
-A lock file holds the pid of its owner and appears with that pid already in it (written to a
-temporary file, then hard-linked into place), so no reader ever sees an empty lock. A lock
-whose process is gone is taken over, so a crashed process blocks nothing.
+A lock file holds the pid of its owner and the process's start time (``pid start``), and
+appears with them already in it (written to a temporary file, then hard-linked into place), so
+no reader ever sees an empty lock. A lock whose process is gone is taken over, so a crashed
+process blocks nothing; so is one whose pid now belongs to a process started at another time
+(the pid was reused after a ``kill -9``).
 """
 
 from __future__ import annotations
@@ -69,19 +71,41 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux ``/proc``); None unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22: starttime
+
+
+def _lock_text(lock: Path) -> list[str]:
+    try:
+        return lock.read_text().split()
+    except FileNotFoundError:
+        return []
+
+
 def lock_holder(lock: Path) -> int | None:
     """The pid written in ``lock``, None when there is no lock (or no pid in it)."""
-    try:
-        text = lock.read_text().strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None
+    fields = _lock_text(lock)
+    return int(fields[0]) if fields and fields[0].isdigit() else None
+
+
+def holder_alive(lock: Path) -> bool:
+    """The process that wrote ``lock`` still runs: its pid is alive and, where the lock
+    records a start time, that pid's process started then (not a later one reusing it)."""
+    holder, fields = lock_holder(lock), _lock_text(lock)
+    if holder is None or not pid_alive(holder):
+        return False
+    return len(fields) < 2 or start_time(holder) in (None, fields[1])
 
 
 def _take(lock: Path) -> bool:
-    """Create ``lock`` holding our pid; False if it already exists."""
+    """Create ``lock`` holding our pid and start time; False if it already exists."""
     tmp = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")
-    tmp.write_text(str(os.getpid()))
+    tmp.write_text(f"{os.getpid()} {start_time(os.getpid()) or ''}".strip())
     try:
         os.link(tmp, lock)
     except FileExistsError:
@@ -101,8 +125,7 @@ def pid_lock(lock: Path) -> Iterator[bool]:
             seen = lock.stat().st_ino
         except FileNotFoundError:  # released meanwhile: try again
             continue
-        holder = lock_holder(lock)
-        if holder is not None and pid_alive(holder):
+        if holder_alive(lock):
             yield False
             return
         try:  # remove the stale lock unless another process replaced it meanwhile

@@ -33,14 +33,15 @@ import pandas as pd
 
 from denoiserec.atomic import atomic_write_bytes
 from denoiserec.config import build_dataclass, merge, parse_override
-from denoiserec.data import Interactions, load_dataset
+from denoiserec.data import Interactions
 from denoiserec.data.datasets import DataConfig
 from denoiserec.data.log import PAD_TOKEN
 from denoiserec.data.preprocess import time_key
 from denoiserec.data.readers import Layout, is_table, read_log_file
 from denoiserec.errors import ConfigError, DataError
+from denoiserec.fingerprints import load_run_config
 from denoiserec.noise.scores import has_native_scores, score_log
-from denoiserec.run import load_log, load_run_config, restore
+from denoiserec.run import load_log, restore
 from denoiserec.runconfig import SHORT_KEYS
 
 UNKNOWN_POLICIES = ("refuse", "keep", "drop")
@@ -176,8 +177,7 @@ def clean(run_dir: Path, input_path: Path, output_path: Path, threshold: float |
     raw, rows = log_file.raw, log_file.rows
 
     # the vocabulary the model was trained with (a shipped test file's items included)
-    training_log = load_log(config) if config.protocol.name == "target" else \
-        load_dataset(config.data)
+    training_log = load_log(config)
     vocabulary = {str(token): index for index, token in enumerate(training_log.item_tokens)
                   if token != PAD_TOKEN}
     item_ids = pd.Series(raw.items).map(vocabulary)

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,8 +49,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from denoiserec.fingerprints import load_run_config
     from denoiserec.report.tables import metrics_table
-    from denoiserec.run import evaluate_run, load_run_config
+    from denoiserec.run import evaluate_run
 
     dataset = load_run_config(args.run_dir).data.dataset
     evaluations = evaluate_run(args.run_dir, protocol=args.protocol,
@@ -89,6 +91,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     print(f"data directory: {data_dir()} (set DENOISEREC_DATA to change it)")
     print(markdown_table(["name", "file", "users", "items", "interactions", "description"],
                          rows))
+    if not args.stats:
+        print("users, items and interactions: run `denoiserec datasets --stats` to read each "
+              "file and count them")
     return 1 if broken else 0
 
 
@@ -103,13 +108,18 @@ def cmd_models(_: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from denoiserec.run import train
 
-    output = args.output or Path(tempfile.mkdtemp(prefix="denoiserec-demo-"))
     print("denoiserec demo: SASRec on the built-in synthetic log (600 users, 400 items), "
           "recbole protocol (leave-one-out, full ranking)")
-    result = train(model="sasrec", dataset="synthetic", protocol="recbole",
-                   overrides=["epochs=4", *args.overrides], output=output)
-    print(_result_lines(result))
-    print(f"curve: {result.run_dir / 'curve.png'}   metrics: {result.run_dir / 'metrics.json'}")
+    with tempfile.TemporaryDirectory(prefix="denoiserec-demo-") as scratch:
+        output = args.output or Path(scratch) / "run"  # removed at the end unless --output
+        result = train(model="sasrec", dataset="synthetic", protocol="recbole",
+                       overrides=["epochs=4", *args.overrides], output=output)
+        print(_result_lines(result))
+        if args.output:
+            print(f"curve: {output / 'curve.png'}   metrics: {output / 'metrics.json'}")
+        else:
+            print("the run folder was temporary and is now removed; pass --output DIR to keep "
+                  "its curve.png, metrics.json and checkpoints")
 
 
 def _floats(text: str) -> list[float]:
@@ -154,9 +164,33 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
     print(f"wrote {written.rows:,} interactions of {written.users:,} users over "
           f"{args.items:,} items ({written.noisy_rows:,} planted noise) to {written.path} "
           f"in {written.seconds:.1f} s")
+def cmd_tune(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from denoiserec.tuning import TuneJob, load_spec, tune
+
+    spec = load_spec(args.space)
+    if args.trials is not None:
+        spec = replace(spec, trials=args.trials)
+    output = args.output or Path("runs") / f"tune-{Path(str(args.space)).stem}"
+    best = tune(TuneJob(spec=spec, config=args.config, overrides=tuple(args.overrides),
+                        output=output, storage=args.storage, worker=args.worker))
+    if best is not None:
+        print(f"best trial {best['trial']}: " + ", ".join(f"{k}={v}" for k, v in
+                                                          best["params"].items()))
+    print(f"results: {output}/summary.md, trials.csv, best.json, history.png")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from denoiserec.report.html import write_report
+
+    path = write_report(args.folders, args.output)
+    print(f"report: {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from denoiserec.protocols import PROTOCOL_NAMES  # each protocol owns its CLI name
+
     parser = argparse.ArgumentParser(prog="denoiserec", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model and evaluate it under a protocol")
     train.add_argument("--model", help="registered model name (see `denoiserec models`)")
     train.add_argument("--dataset", help="known dataset name or path to a log file")
-    train.add_argument("--protocol", choices=["recbole", "fmlp", "sampled", "target", "ctr"])
+    train.add_argument("--protocol", choices=PROTOCOL_NAMES)
     train.add_argument("--output", type=Path, help="run directory (resumed if interrupted)")
     _add_run_arguments(train)
     train.set_defaults(func=cmd_train)
@@ -173,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best",
                           help="best valid epoch (default) or the final epoch")
-    evaluate.add_argument("--protocol", choices=["recbole", "fmlp", "sampled", "target", "ctr"])
+    evaluate.add_argument("--protocol", choices=PROTOCOL_NAMES)
     evaluate.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -187,8 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="models x noise ratios x seeds, with significance")
     compare.add_argument("--models", required=True, help="comma-separated, first = reference")
     compare.add_argument("--dataset", required=True)
-    compare.add_argument("--protocol", default="recbole",
-                         choices=["recbole", "fmlp", "sampled", "target"])
+    compare.add_argument("--protocol", default="recbole", choices=PROTOCOL_NAMES)
     compare.add_argument("--noise", type=_floats, default=[0.0], help="ratios, e.g. 0,0.1,0.2")
     compare.add_argument("--noise-kind", default="insert",
                          choices=["replace", "insert", "popular", "off-interest"])
@@ -235,6 +268,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="users generated and written at a time (bounds memory)")
     synth.add_argument("--force", action="store_true", help="replace an existing file")
     synth.set_defaults(func=cmd_synthesize)
+    tune = sub.add_parser("tune", help="search settings with Optuna (TPE, pruning, resumable)")
+    tune.add_argument("space", help="tune YAML file, or a preset name (see the docs): "
+                      "msdccl, mgsd-wss, end4rec, atjt, sasrec-fast")
+    tune.add_argument("--output", type=Path, help="study directory (resumed if it exists)")
+    tune.add_argument("--storage", help="Optuna database URL shared by the workers "
+                      "(default: sqlite in the study directory)")
+    tune.add_argument("--worker", type=int, default=0,
+                      help="this worker's number (seeds its sampler: give workers distinct ones)")
+    tune.add_argument("--trials", type=int, help="trials in the study (overrides the file)")
+    _add_run_arguments(tune)
+    tune.set_defaults(func=cmd_tune)
+
+    report = sub.add_parser("report", help="one static HTML page from compare / tune folders")
+    report.add_argument("folders", type=Path, nargs="+",
+                        help="compare, converged-suite or tune output folders")
+    report.add_argument("--output", type=Path, default=Path("report.html"),
+                        help="the HTML file (default report.html)")
+    report.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="train a small model on synthetic data (< 2 minutes)")
     demo.add_argument("--output", type=Path)
@@ -252,11 +303,17 @@ def _one_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def _warning_line(message: Warning | str, *_: object, **__: object) -> None:
+    print(f"denoiserec: warning: {_one_line(Exception(str(message)))}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int | None] = args.func
     try:
-        return func(args) or 0
+        with warnings.catch_warnings():  # a warning is one line too
+            warnings.showwarning = _warning_line
+            return func(args) or 0
     except BrokenPipeError:  # the reader of the output went away (``| head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -24,8 +24,6 @@ backbones lack); the others apply to every cell.
 
 from __future__ import annotations
 
-import csv
-import json
 import shutil
 import statistics
 import time
@@ -37,27 +35,19 @@ from typing import Any
 
 import numpy as np
 
-from denoiserec.atomic import atomic_write_text, pid_lock
+from denoiserec.atomic import pid_lock
 from denoiserec.config import check_range, parse_override
-from denoiserec.data import Interactions, load_dataset
+from denoiserec.data import Interactions
 from denoiserec.errors import ConfigError
+from denoiserec.fingerprints import fingerprint, load_run_config, mismatch
 from denoiserec.noise.detection import detection_report
 from denoiserec.noise.inject import NoiseConfig
 from denoiserec.noise.scores import has_native_scores, score_log
 from denoiserec.noise.significance import paired_permutation_test, per_user_metric
-from denoiserec.protocols import leave_one_out
 from denoiserec.report.comparison import REPORTED, CellResult, Detection, SummaryRow, write_outputs
-from denoiserec.run import (
-    fingerprint,
-    load_log,
-    load_run_config,
-    make_trainer,
-    mismatch,
-    prepare,
-    restore,
-    train_config,
-)
-from denoiserec.runconfig import SHORT_KEYS, RunConfig, load_config
+from denoiserec.run import load_log, make_trainer, prepare, restore, train_config
+from denoiserec.runconfig import SHORT_KEYS, RunConfig, check_settings_apply, load_config
+from denoiserec.runfolder import RunFolder, check_output
 
 # settings the grid sets for each cell, and the option that sets them
 GRID_KEYS = {"model.name": "--models", "data.dataset": "--dataset", "protocol.name": "--protocol",
@@ -131,14 +121,14 @@ def check_grid(models: list[str], ratios: list[float], kind: str, seeds: int,
 
 def detection_of(run_dir: Path, config: RunConfig, clean: Interactions) -> Detection | None:
     """Noise scores of the cell's best model on its noisy training interactions vs labels."""
-    path = run_dir / "detection.json"
-    if path.is_file():
-        return Detection.from_dict(json.loads(path.read_text()))
+    folder = RunFolder(run_dir)
+    recorded = folder.read_detection()
+    if recorded is not None:
+        return Detection.from_dict(recorded)
     if config.noise is None:
         return None
     trainer = restore(run_dir, config, clean)
-    noisy = trainer.split.log
-    _, train_end, _, _ = leave_one_out(noisy)
+    noisy, train_end = trainer.split.log, trainer.split.train_end  # the protocol's own split
     in_train = np.arange(noisy.n_interactions) < train_end[noisy.row_users]
     native = has_native_scores(trainer.model)
     report: dict[str, Any] = {"scorer": "native" if native else "surprise"}
@@ -149,15 +139,15 @@ def detection_of(run_dir: Path, config: RunConfig, clean: Interactions) -> Detec
                              source="surprise")
         report["surprise_roc_auc"] = detection_report(baseline[in_train],
                                                       noisy.is_noise[in_train])["roc_auc"]
-    atomic_write_text(path, json.dumps(report, indent=1))
+    folder.write_detection(report)
     return Detection.from_dict(report)
 
 
 def per_user_ndcg(run_dir: Path) -> dict[str, float]:
-    with open(run_dir / "test_ranks.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    values = per_user_metric(np.array([int(r["rank"]) for r in rows]), k=10, metric="ndcg")
-    return {r["user"]: float(v) for r, v in zip(rows, values, strict=True)}
+    """NDCG@10 of each test user of the run (``test_ranks.csv``)."""
+    users, ranks = RunFolder(run_dir).read_test_ranks()
+    values = per_user_metric(np.array(ranks), k=10, metric="ndcg")
+    return {user: float(v) for user, v in zip(users, values, strict=True)}
 
 
 @contextmanager
@@ -166,14 +156,13 @@ def claimed(run_dir: Path) -> Iterator[bool]:
 
     A lock left by a process that is gone is taken over, so a crashed worker blocks nothing.
     """
-    with pid_lock(run_dir.with_name(run_dir.name + ".lock")) as mine:
+    with pid_lock(RunFolder(run_dir).claim) as mine:
         yield mine
 
 
 def _finished(run_dir: Path, config: RunConfig) -> bool:
     """Finished, and for as many epochs as ``config`` asks (else it resumes)."""
-    path = run_dir / "metrics.json"
-    return (path.is_file() and json.loads(path.read_text())["finished"]
+    return (RunFolder(run_dir).finished()
             and load_run_config(run_dir).train.epochs == config.train.epochs)
 
 
@@ -184,11 +173,10 @@ def _stale_cells(cells: dict[Cell, RunConfig], clean: Interactions, output: Path
     stale = []
     for cell, config in cells.items():
         run_dir = output / "cells" / cell.name
-        if not (run_dir / "last.pt").is_file():
+        if not RunFolder(run_dir).has_trained():
             continue
         problem = mismatch(run_dir, fingerprint(config, prepare(config, clean)))
-        metrics = run_dir / "metrics.json"
-        done = len(json.loads(metrics.read_text())["epochs"]) if metrics.is_file() else 0
+        done = RunFolder(run_dir).trained_epochs()
         if problem is None and done > config.train.epochs:
             problem = f"has trained {done} epochs, more than train.epochs={config.train.epochs}"
         if problem and not recompute:
@@ -199,18 +187,11 @@ def _stale_cells(cells: dict[Cell, RunConfig], clean: Interactions, output: Path
     return stale
 
 
-def _check_output(output: Path) -> None:
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"{output} is a file; choose another --output")
-    if output.is_dir() and any(output.iterdir()) and not (output / "cells").is_dir():
-        raise ConfigError(f"{output} exists and is not a denoiserec comparison; choose another "
-                          "--output")
-
-
 def _cell_result(cell: Cell, config: RunConfig, output: Path,
                  clean: Interactions) -> CellResult:
     run_dir = output / "cells" / cell.name
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = RunFolder(run_dir).read_metrics()
+    assert metrics is not None, run_dir  # a finished cell
     return CellResult(model=cell.model, noise=cell.ratio, seed=cell.seed,
                       dataset=config.data.dataset, protocol=config.protocol.name,
                       best_epoch=metrics["best_epoch"], test=metrics["test"], run_dir=run_dir,
@@ -227,14 +208,15 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
     and summarises the cells finished so far (the seed counts say how many each has).
     """
     check_grid(models, ratios, kind, seeds, overrides)
-    _check_output(output)
+    check_output(output, (output / "cells").is_dir(), "a denoiserec comparison")
     base = [f"dataset={dataset}", f"protocol={protocol}", *overrides]
     first_seed = load_config(overrides=[*overrides_for(base, models[0]),  # its model.* keys
                                         f"model={models[0]}"]).train.seed
     configs = {cell: cell_config(base, cell, kind) for cell in
                [Cell(m, r, first_seed + s) for m in models for r in ratios for s in range(seeds)]}
-    first = next(iter(configs.values()))  # the target protocol adds a shipped test file
-    clean = load_log(first) if first.protocol.name == "target" else load_dataset(first.data)
+    for config in configs.values():  # nothing set that would do nothing in a cell
+        check_settings_apply(config)
+    clean = load_log(next(iter(configs.values())))  # with a shipped test file, if any
     for model in models:  # every model builds, before any cell trains
         config = replace(next(c for cell, c in configs.items() if cell.model == model),
                          noise=None)
@@ -261,7 +243,7 @@ def compare(models: list[str], dataset: str, protocol: str, ratios: list[float],
                     busy.append(cell)
                 elif not _finished(run_dir, configs[cell]):
                     print(f"[compare] training {cell.name}")
-                    (run_dir / "detection.json").unlink(missing_ok=True)
+                    RunFolder(run_dir).detection.unlink(missing_ok=True)
                     train_config(configs[cell], run_dir, clean)
         pending = [c for c in busy if not _finished(output / "cells" / c.name, configs[c])]
         if pending:

@@ -3,10 +3,12 @@
 ``model`` (the model's own dataclass; its ``name`` picks the model), ``data``
 (:class:`~denoiserec.data.datasets.DataConfig`), ``protocol``
 (:class:`~denoiserec.protocols.ProtocolConfig`), ``train``
-(:class:`~denoiserec.train.trainer.TrainConfig`) and ``noise``
-(:class:`~denoiserec.noise.inject.NoiseConfig`, optional). YAML files and ``--set key=value``
-overrides land on the same dataclasses. Everyday keys may be given unqualified (``epochs`` means
-``train.epochs``, ``lr`` means ``train.lr``); everything else is dotted:
+(:class:`~denoiserec.train.trainer.TrainConfig`), ``noise``
+(:class:`~denoiserec.noise.inject.NoiseConfig`, optional) and ``track``
+(:class:`~denoiserec.train.tracking.TrackConfig`, experiment trackers). YAML files and
+``--set key=value`` overrides land on the same dataclasses. Everyday keys may be given
+unqualified (``epochs`` means ``train.epochs``, ``lr`` means ``train.lr``); everything else
+is dotted:
 ``model.hidden_size=128``.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +30,17 @@ from denoiserec.config import (
     parse_override,
     read_yaml,
 )
-from denoiserec.data.datasets import DataConfig
+from denoiserec.data.datasets import DataConfig, resolve_dataset_path
 from denoiserec.errors import ConfigError
 from denoiserec.models import model_class as model_class_of
 from denoiserec.models import model_config_class
 from denoiserec.noise.inject import NoiseConfig
-from denoiserec.protocols import ProtocolConfig
-from denoiserec.train.trainer import TrainConfig
+from denoiserec.noise.inject import inert_settings as noise_inert_settings
+from denoiserec.protocols import PROTOCOLS, ProtocolConfig
+from denoiserec.protocols import inert_settings as protocol_inert_settings
+from denoiserec.train.atjt_model import check_replaced
+from denoiserec.train.settings import TrainConfig
+from denoiserec.train.tracking import TrackConfig
 
 SHORT_KEYS = {
     "epochs": "train.epochs",
@@ -45,7 +51,8 @@ SHORT_KEYS = {
     "max_len": "data.max_len",
     "protocol": "protocol.name",
 }
-SECTIONS = {"data": DataConfig, "protocol": ProtocolConfig, "train": TrainConfig}
+SECTIONS = {"data": DataConfig, "protocol": ProtocolConfig, "train": TrainConfig,
+            "track": TrackConfig}
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     noise: NoiseConfig | None = None
     """Noise injected into the training data (None = none)."""
+    track: TrackConfig = field(default_factory=TrackConfig)
+    """Experiment trackers (TensorBoard, MLflow; off by default): they change no number."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,16 +117,32 @@ def resolve(raw: dict[str, Any]) -> RunConfig:
 
 
 def check_task(task: str, protocol: str, train: TrainConfig) -> None:
-    """A CTR model (``models/ctr.py``) trains on the ``ctr`` protocol's (history, candidate,
-    label) samples, and ``auc`` exists under ``ctr`` only."""
-    if task == "ctr" and protocol != "ctr":
-        raise ConfigError(f"this is a CTR model: it trains on (history, candidate, label) "
-                          f"samples of protocol=ctr, not protocol={protocol}")
+    """The protocol trains models of this task (a CTR model, ``models/ctr.py``, only the
+    ``ctr`` protocol's (history, candidate, label) samples) and reports the valid metric."""
+    rules = PROTOCOLS[protocol]
+    if task not in rules.tasks:
+        serving = [name for name, cls in PROTOCOLS.items() if task in cls.tasks]
+        kind = "a CTR model" if task == "ctr" else f"a {task} model"
+        raise ConfigError(f"this is {kind}: it trains under protocol="
+                          f"{' or '.join(serving)}, not protocol={protocol}")
     if task == "ctr" and (train.loss != "ce" or train.label_smoothing):
         raise ConfigError("a CTR model trains with binary cross-entropy: leave train.loss "
                           "and train.label_smoothing unset")
-    if train.valid_metric == "auc" and protocol != "ctr":
-        raise ConfigError("train.valid_metric=auc needs protocol=ctr")
+    if train.valid_metric in {m for cls in PROTOCOLS.values() for m in cls.metrics} and \
+            train.valid_metric not in rules.metrics:
+        owners = [name for name, cls in PROTOCOLS.items() if train.valid_metric in cls.metrics]
+        raise ConfigError(f"train.valid_metric={train.valid_metric} needs protocol="
+                          f"{' or '.join(owners)}")
+
+
+def check_settings_apply(config: RunConfig) -> None:
+    """Refuse settings that would do nothing in this run, each section judging its own:
+    another protocol's settings, noise settings without noise, ATJT replacing more items than
+    a history holds."""
+    inert = [*protocol_inert_settings(config.protocol), *noise_inert_settings(config.noise)]
+    if inert:
+        raise ConfigError(f"{inert[0]}; remove it")
+    check_replaced(config.train.reweight, config.train.atjt, config.data.max_len)
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -143,16 +168,44 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     base: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults <- ``base`` <- YAML file <- ``--set`` overrides, resolved into a RunConfig."""
+    """Defaults <- ``base`` <- YAML file <- ``--set`` overrides, resolved into a RunConfig.
+
+    ``overrides`` may be one ``"key=value"`` string. A dataset given as a path is stored
+    resolved (absolute), so a run folder's ``config.yaml`` finds it from any directory.
+    """
+    if isinstance(overrides, str):
+        overrides = [overrides]
     raw: dict[str, Any] = deep_merge({}, base or {})
+    from_file: dict[str, Any] = {}
     if path is not None:
-        raw = deep_merge(raw, read_yaml(path))
+        from_file = read_yaml(path)
+        raw = deep_merge(raw, from_file)
     for text in overrides:
         keys, value = parse_override(text, SHORT_KEYS)
         if keys == ["model"]:
             keys = ["model", "name"]
         merge(raw, keys, value)
-    return resolve(raw)
+    try:
+        config = resolve(raw)
+    except ConfigError as err:
+        conflict = model_conflict(path, from_file, raw)
+        raise ConfigError(conflict or str(err)) from None
+    return replace(config, data=replace(config.data,
+                                        dataset=resolve_dataset_path(config.data.dataset)))
+
+
+def model_conflict(path: str | Path | None, from_file: dict[str, Any],
+                   raw: dict[str, Any]) -> str | None:
+    """When the file configures one model and ``--model`` / ``--set model=`` asked for
+    another (whose settings then fail to build), that conflict, in words."""
+    section = from_file.get("model")
+    if not isinstance(section, dict) or "name" not in section:
+        return None
+    asked = raw.get("model", {}).get("name") if isinstance(raw.get("model"), dict) else None
+    if asked in (None, section["name"]):
+        return None
+    return (f"{path} configures model {section['name']} (its model.* settings), but model "
+            f"{asked} was asked for; drop --model or use a config file of {asked}")
 
 
 def config_to_yaml(config: RunConfig) -> str:

@@ -19,6 +19,8 @@ import torch
 
 from denoiserec.data.log import Interactions
 
+INSTANCES = ("prefix", "window")  # what a training batch's rows are (``Batch.instances``)
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -27,13 +29,17 @@ class Batch:
     Attributes:
         items: (B, L) input item ids, right-padded with 0.
         lengths: (B,) number of real items in each row (>= 1).
-        targets: (B,) next item after the input, or (B, L) the next item of every input
-            position in window mode (0 where there is none).
+        targets: (B,) next item after the input (``instances == "prefix"``), or (B, L) the
+            next item of every input position (``instances == "window"``; 0 where none).
         users: (B,) user index.
         rows: (B, L) log row of every input item, -1 for padding (to attach noise scores).
         behaviours: (B, L) behaviour ids (0 on padding), or None.
         target_behaviours: (B,) or (B, L) behaviour of the target(s), or None.
         negatives: sampled negative ids for BPR, (B, n) or (B, L, n), or None.
+        instances: ``prefix`` (one target per row, scored at its last position: every
+            evaluation batch, and training under ``train.instances=prefix``) or ``window``
+            (a target per position: ``Batcher.window``, the fast mode); a Cloze window
+            (``Batcher.history``) is ``prefix``-shaped and carries no targets.
     """
 
     items: torch.Tensor
@@ -44,6 +50,7 @@ class Batch:
     behaviours: torch.Tensor | None = None
     target_behaviours: torch.Tensor | None = None
     negatives: torch.Tensor | None = None
+    instances: str = "prefix"
 
     def __len__(self) -> int:
         return self.items.shape[0]
@@ -105,7 +112,7 @@ class Batcher:
         targets = torch.where(real, self.items[target_rows.clamp(min=0)], 0)
         return Batch(items=items, lengths=lengths, targets=targets, users=users, rows=rows,
                      behaviours=self._behaviours_at(rows),
-                     target_behaviours=self._behaviours_at(target_rows))
+                     target_behaviours=self._behaviours_at(target_rows), instances="window")
 
 
 class Windows(NamedTuple):

@@ -17,13 +17,12 @@ from pathlib import Path
 from denoiserec.config import check_choice, check_range
 from denoiserec.data import readers
 from denoiserec.data.log import Interactions, RawLog
-from denoiserec.data.preprocess import build_interactions
+from denoiserec.data.preprocess import TIME_ORDERS, build_interactions
 from denoiserec.data.shipped import read_with_shipped_test, shipped_test_path
 from denoiserec.data.synthetic import SyntheticConfig, generate
 from denoiserec.errors import ConfigError, DataError
 
 DUPLICATES = ("keep", "first", "last")
-TIME_ORDERS = ("recbole", "exact")
 ENGINES = ("pandas", "duckdb")
 
 
@@ -77,6 +76,9 @@ class KnownDataset:
     relative_path: str
     reader: Callable[[Path], RawLog]
     description: str
+    buy_tokens: str = ""
+    """Its purchase behaviour's raw tokens, where they are not ``buy``: named in the error of
+    ``protocol=target`` (the setting's default is not chosen by dataset name)."""
 
 
 KNOWN: dict[str, KnownDataset] = {
@@ -89,7 +91,8 @@ KNOWN: dict[str, KnownDataset] = {
         KnownDataset("beauty", "Beauty/Beauty.txt", readers.read_line_per_user,
                      "Amazon Beauty 5-core (S3-Rec preprocessing), one line per user"),
         KnownDataset("retailrocket", "RetailRocket-multibehavior/retail_beh.train.inter",
-                     readers.read_atomic, "RetailRocket multi-behaviour (view/cart/buy) sequences"),
+                     readers.read_atomic, "RetailRocket multi-behaviour (view/cart/buy) sequences",
+                     buy_tokens="0,3"),
         KnownDataset("taobao", "Taobao-UserBehavior-sample/UserBehavior_sample.csv",
                      readers.read_taobao, "Taobao UserBehavior sample (pv/cart/fav/buy), 43 users"),
     )
@@ -102,6 +105,14 @@ def data_dir() -> Path:
         return Path(os.environ["DENOISEREC_DATA"]).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "denoiserec" / "data"
+
+
+def resolve_dataset_path(dataset: str) -> str:
+    """A dataset given as the path of an existing file, made absolute (a run folder then finds
+    it from any directory); names and missing paths unchanged."""
+    if dataset == "synthetic" or dataset in KNOWN or not Path(dataset).expanduser().exists():
+        return dataset
+    return str(Path(dataset).expanduser().resolve())
 
 
 def locate(name: str) -> Path:

@@ -168,3 +168,37 @@ def parse_csv(path: Path, source: str | Path | io.StringIO, **options: object) -
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read: {error_summary(exc)}") from exc
     return frame
+
+
+def check_unique_header(path: Path, separator: str) -> None:
+    """A table's header names each column once (pandas would rename a second ``item_id`` to
+    ``item_id.1`` and the first would be read silently)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return  # the full read reports it, with its line
+    names = next(csv.reader([first], delimiter=separator), [])
+    repeated = [name for name in dict.fromkeys(names) if names.count(name) > 1]
+    if repeated:
+        raise DataError(f"{path}:1: column '{repeated[0]}' appears {names.count(repeated[0])} "
+                        "times in the header; give each column its own name")
+
+
+def check_declared_types(path: Path, frame: pd.DataFrame, fields: Sequence[str],
+                         lines: Lines) -> None:
+    """Every cell of a column an atomic header declares ``float`` (``float_seq``: every
+    space-separated value) is a finite number; ``fields`` are the header's ``name:type``."""
+    for name, kind in (field.strip().partition(":")[::2] for field in fields):
+        if kind == "float":
+            float_column(path, lines, frame[name], name)
+        elif kind == "float_seq":
+            values = frame[name].fillna("").str.split().explode().dropna()
+            numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64,
+                                                                    na_value=np.nan)
+            bad = np.flatnonzero(~np.isfinite(numbers))
+            if len(bad):
+                row = frame.index.get_loc(values.index[bad[0]])
+                raise DataError(f"{location(path, lines, row)}: {name} value "
+                                f"'{values.iloc[bad[0]]}' is not a finite number (declared "
+                                "float_seq)")

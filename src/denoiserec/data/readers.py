@@ -23,8 +23,10 @@ import pandas as pd
 from denoiserec.data.log import RawLog
 from denoiserec.data.parsing import (
     Lines,
+    check_declared_types,
     check_file,
     check_size,
+    check_unique_header,
     error_summary,
     float_column,
     location,
@@ -134,6 +136,7 @@ def _atomic_file(path: Path) -> LogFile:
     del text
     frame.columns = header
     lines = range(2, len(frame) + 2)
+    check_declared_types(path, frame, fields, lines)
     mapping = {"user": _require(path, header, _USER_FIELDS),
                "item": _require(path, header, ("item_id",))}
     layout = Layout("\t", fields)
@@ -300,6 +303,7 @@ def _table_file(path: Path, columns: Mapping[str, str] | None) -> LogFile:
         lines = None
     else:
         check_size(path)
+        check_unique_header(path, separator)
         frame = parse_csv(path, path, sep=separator)
         lines = range(2, len(frame) + 2)
     raw = _frame_log(path, frame, _table_columns(path, frame, columns or {}), lines)

@@ -5,6 +5,11 @@ representation per input position) and ``item_embeddings``; the default ``loss``
 ``score_all`` then give RecBole's next-item training (representation at the last real position
 scored against every item) and full scoring. Models with their own objective (BERT4Rec's Cloze,
 the denoisers' extra terms) override ``loss``.
+
+Training progress reaches a model only as ``loss``'s :class:`TrainingProgress` argument (epoch,
+batch, batches per epoch, stage), built by the trainer; a model keeps no training state. A
+staged model declares ``training_stage`` and ``parameter_groups``; a denoiser (``denoiser =
+True``) declares ``denoising`` and ``noise_scores`` (``models/denoiser.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from torch import nn
 
 from denoiserec.data.batches import Batch
 from denoiserec.errors import ConfigError
+from denoiserec.models.denoiser import Denoising
 from denoiserec.nn.losses import Objective, bpr, cross_entropy
 from denoiserec.nn.sampled_softmax import sampled_softmax_loss
+from denoiserec.nn.schedules import TrainingProgress, TrainingStage
 
 
 @dataclass
@@ -74,6 +81,22 @@ def target_losses(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tens
     raise ValueError(f"unknown loss '{objective.kind}'")
 
 
+def check_objective(model: SequentialRecommender, loss: str, label_smoothing: float,
+                    n_negatives: int) -> None:
+    """Refuse, before training, a ``train.loss`` the model does not implement (it would fail at
+    its first batch), a label smoothing its loss would ignore, or more sampled negatives than
+    the catalogue has other items (slow, and no longer a sample)."""
+    if loss in ("bpr", "sampled") and n_negatives >= model.n_items:
+        raise ConfigError(f"train.n_negatives ({n_negatives}) must be below the catalogue's "
+                          f"{model.n_items} items; use train.loss=ce to score every item")
+    if loss not in model.losses:
+        raise ConfigError(f"train.loss={loss}: {model.name} trains with "
+                          f"{' or '.join(model.losses)} only")
+    if label_smoothing and not model.label_smoothing:
+        raise ConfigError(f"train.label_smoothing={label_smoothing:g}: {model.name}'s loss does "
+                          "not use it; leave it unset")
+
+
 class SequentialRecommender(nn.Module, ABC):
     """Base class of next-item models.
 
@@ -87,6 +110,11 @@ class SequentialRecommender(nn.Module, ABC):
             model's ``window_refusal`` says why).
         task: ``sequential`` (next-item over the catalogue) or ``ctr`` (binary click model on
             (history, candidate) pairs, ``models/ctr.py``; trains under ``protocol=ctr`` only).
+        denoiser: True when the model judges the items of a sequence itself: it implements
+            ``denoising`` and ``noise_scores`` (the denoiser contract,
+            ``tests/test_denoiser_contract.py``).
+        losses: the ``train.loss`` values the model's ``loss`` implements.
+        label_smoothing: whether its ``loss`` applies ``train.label_smoothing``.
     """
 
     name: ClassVar[str] = ""
@@ -95,6 +123,9 @@ class SequentialRecommender(nn.Module, ABC):
     window_training: ClassVar[str] = "next"
     window_refusal: ClassVar[str] = ""
     task: ClassVar[str] = "sequential"
+    denoiser: ClassVar[bool] = False
+    losses: ClassVar[tuple[str, ...]] = ("ce", "bpr", "sampled")
+    label_smoothing: ClassVar[bool] = True
 
     def __init__(self, config: Any, n_items: int, max_len: int) -> None:
         super().__init__()
@@ -122,17 +153,45 @@ class SequentialRecommender(nn.Module, ABC):
     def item_embeddings(self) -> torch.Tensor:
         """(n_items + 1, D) output embeddings of all items, padding included."""
 
-    def on_batch_start(self, epoch: int, step: int) -> None:
-        """Called by the trainer before every training batch: ``epoch`` counts from 0 and
-        ``step`` is the global batch index from 0. Schedules (curricula, temperatures) that
-        depend on training progress read it here; the default does nothing."""
+    # -- training progress (nn/schedules.py) -------------------------------------------------
+    def training_stage(self, epoch: int) -> TrainingStage | None:
+        """The stage ``epoch`` trains (a pure function of the epoch), or None: the default, a
+        model without stages, trains every parameter on its whole loss."""
+        return None
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """A staged model's parameters by group name (``TrainingStage.groups``)."""
+        return {"all": list(self.parameters())}
+
+    def progress_at(self, epoch: int, batch: int = 0,
+                    steps_per_epoch: int = 1) -> TrainingProgress:
+        """The :class:`TrainingProgress` of batch ``batch`` of ``epoch``, with this model's
+        stage: what the trainer passes to ``loss``, and what a caller outside it builds."""
+        return TrainingProgress(epoch=epoch, batch=batch, steps_per_epoch=steps_per_epoch,
+                                stage=self.training_stage(epoch))
+
+    # -- the denoiser interface (models/denoiser.py) ------------------------------------------
+    def denoising(self, batch: Batch) -> Denoising:
+        """A denoiser's judgement of ``batch``'s items (keep mask, weights, log-probabilities;
+        the gate sampled in training only)."""
+        raise ConfigError(f"model '{self.name}' is not a denoiser: it has no per-item "
+                          "judgement")
+
+    def noise_scores(self, batch: Batch) -> torch.Tensor:
+        """(B, L) a denoiser's noise score of every item in [0, 1] (higher = noisier), 0 on
+        padding; deterministic."""
+        raise ConfigError(f"model '{self.name}' is not a denoiser: it has no noise "
+                          "scores of its own")
 
     def sequence_representation(self, batch: Batch) -> torch.Tensor:
         """(B, D) representation that scores the next item."""
         return gather_last(self.encode(batch), batch.lengths)
 
-    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
-        if batch.targets.dim() == 1:
+    def loss(self, batch: Batch, objective: Objective,
+             progress: TrainingProgress) -> ModelOutput:
+        """The training loss of ``batch`` at ``progress`` (next-item by default; progress
+        unused)."""
+        if batch.instances == "prefix":
             hidden = self.sequence_representation(batch)  # (B, D)
         else:
             hidden = self.encode(batch)  # (B, L, D): every position has a target

@@ -37,6 +37,7 @@ from denoiserec.models.base import (
 from denoiserec.models.registry import register
 from denoiserec.nn.encoders import TransformerBackbone
 from denoiserec.nn.losses import Objective
+from denoiserec.nn.schedules import TrainingProgress
 from denoiserec.nn.transformer import check_transformer_settings, init_bert_weights
 
 
@@ -107,6 +108,8 @@ class BERT4Rec(SequentialRecommender):
     config_class = BERT4RecConfig
     causal = False
     window_training = "cloze"  # the paper's own training: masked items of whole sequences
+    losses = ("ce",)  # the Cloze softmax over every item
+    label_smoothing = False
 
     @classmethod
     def build_encoder(cls, config: BERT4RecConfig, max_len: int) -> TransformerBackbone:
@@ -142,7 +145,8 @@ class BERT4Rec(SequentialRecommender):
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight[: self.n_items + 1]  # without the mask token
 
-    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
+    def loss(self, batch: Batch, objective: Objective,
+             progress: TrainingProgress) -> ModelOutput:
         masked, predicted, last_only = cloze_mask(
             batch.items, batch.lengths, self.config.mask_ratio, self.config.ft_ratio,
             self.max_predictions)
@@ -158,7 +162,8 @@ class BERT4Rec(SequentialRecommender):
             loss = hidden.sum() * 0.0
             per_sample = hidden.sum((1, 2)) * 0.0
         else:
-            losses = F.cross_entropy(logits, labels, reduction="none")  # (n,)
+            losses = F.cross_entropy(logits, labels, reduction="none",
+                                     label_smoothing=objective.label_smoothing)  # (n,)
             loss = losses.mean()
             per_sample = row_shares(losses, predicted)  # a row's share of the Cloze mean
         return ModelOutput(loss=loss, parts={"cloze": float(loss.detach())},

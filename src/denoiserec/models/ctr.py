@@ -26,6 +26,7 @@ from denoiserec.data.batches import Batch
 from denoiserec.errors import TrainingError
 from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.nn.losses import Objective
+from denoiserec.nn.schedules import TrainingProgress
 
 SCORE_CELLS = 1 << 20  # (row, candidate, position) cells scored at once by score_all
 
@@ -36,6 +37,8 @@ class CTRModel(SequentialRecommender):
     task = "ctr"
     causal = False
     window_training = ""
+    losses = ("ce",)  # binary cross-entropy of the candidates (check_task names it)
+    label_smoothing = False
     window_refusal = ("a CTR model trains on one (history, candidate) sample per user "
                       "(protocol=ctr), not on windows")
 
@@ -61,10 +64,11 @@ class CTRModel(SequentialRecommender):
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight
 
-    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
+    def loss(self, batch: Batch, objective: Objective,
+             progress: TrainingProgress) -> ModelOutput:
         """Binary cross-entropy of the positive (label 1) and its paired negatives (label 0);
         ``per_sample``: each row's mean over its candidates (see the module docstring)."""
-        if batch.negatives is None or batch.targets.dim() != 1:
+        if batch.negatives is None or batch.instances != "prefix":
             raise TrainingError(f"{self.name} trains on (history, candidate, label) samples: "
                                 "use protocol=ctr")
         candidates = torch.cat([batch.targets[:, None],

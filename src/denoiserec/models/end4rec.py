@@ -61,7 +61,6 @@ from denoiserec.models.base import ModelOutput, SequentialRecommender, row_share
 from denoiserec.models.behaviour import MAX_BEHAVIOURS, behaviour_ids
 from denoiserec.models.denoiser import Denoising, liveness
 from denoiserec.models.registry import register
-from denoiserec.models.staging import TrainingStage
 from denoiserec.nn.fft import (
     ChunkedSpectralMixer,
     behaviour_filter,
@@ -71,6 +70,7 @@ from denoiserec.nn.fft import (
 )
 from denoiserec.nn.gumbel import ratio_keep
 from denoiserec.nn.losses import Objective
+from denoiserec.nn.schedules import TrainingProgress, TrainingStage
 from denoiserec.nn.transformer import init_bert_weights
 
 PREFERENCES = ("learned", "poisson")
@@ -170,6 +170,7 @@ class END4Rec(SequentialRecommender):
     name = "end4rec"
     config_class = END4RecConfig
     causal = False
+    denoiser = True
     window_training = ""
     window_refusal = ("END4Rec's miner mixes every slot of the window, future ones included: "
                       "use train.instances=prefix")
@@ -197,7 +198,6 @@ class END4Rec(SequentialRecommender):
         for module in (self.item_embedding, self.behaviour_embedding, self.position_embedding,
                        self.norm, self.miner_norm, self.out_norm, self.scorer):
             init_bert_weights(module, c.initializer_range)
-        self.stage = 4  # set by training_stage at every epoch start (train/stages.py)
 
     # -- stages (train/stages.py) ------------------------------------------------------------
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -209,14 +209,14 @@ class END4Rec(SequentialRecommender):
                 "hard": hard, "soft": soft}
 
     def training_stage(self, epoch: int) -> TrainingStage:
-        """The stage of ``epoch`` (spec §4 [REC]); it also selects the loss terms."""
+        """The stage of ``epoch`` (spec §4 [REC]; 4 throughout when not ``staged``); the
+        trainer passes it to ``loss`` in the progress, where it selects the loss terms."""
         c = self.config
         ends = torch.cumsum(torch.tensor(c.stage_epochs), 0).tolist()
         number = 4 if not c.staged else 1 + sum(epoch >= end for end in ends)
         first = 0 if not c.staged or number == 1 else ends[number - 2]
         groups = GROUPS if number == 4 else (GROUPS[number - 1],)
         scale = c.stage4_lr_scale if number == 4 and c.staged else 1.0
-        self.stage = number
         return TrainingStage(number=number, groups=groups, first_epoch=first, lr_scale=scale)
 
     # -- forward -----------------------------------------------------------------------------
@@ -288,11 +288,14 @@ class END4Rec(SequentialRecommender):
         return right_align(drop, batch.lengths, batch.items.shape[1])
 
     # -- training objective ------------------------------------------------------------------
-    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
-        if batch.targets.dim() != 1:
+    def loss(self, batch: Batch, objective: Objective,
+             progress: TrainingProgress) -> ModelOutput:
+        if batch.instances != "prefix":
             raise ValueError("END4Rec trains on prefix instances only (train.instances=prefix)")
-        c = self.config
-        stage = self.stage if c.staged else 4
+        if progress.stage is None:
+            raise ValueError("END4Rec's loss depends on its stage: pass "
+                             "model.progress_at(epoch), which carries it")
+        c, stage = self.config, progress.stage.number
         parts = self.decompose(batch)
         items = self.item_embeddings()
         losses = target_losses(self.readout(parts), items, batch.targets, objective,

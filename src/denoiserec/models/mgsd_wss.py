@@ -64,17 +64,20 @@ from denoiserec.errors import ConfigError
 from denoiserec.models.base import ModelOutput, SequentialRecommender, gather_last
 from denoiserec.models.bert4rec import BERT4RecConfig
 from denoiserec.models.denoiser import Denoising, liveness, weight_entropy
+from denoiserec.models.denoiser_settings import DenoiserSettings
 from denoiserec.models.registry import model_class, model_config_class, register
 from denoiserec.nn.contrastive import noise_weighted_contrastive
 from denoiserec.nn.gumbel import compact_kept, gate_keep, keep_most_recent_if_empty
 from denoiserec.nn.kernels import GaussianKernelPerceptron, PerceptronMLP
 from denoiserec.nn.losses import Objective, bpr, cross_entropy
 from denoiserec.nn.readout import CleanNoiseReadout, bounded_log_probs
-from denoiserec.nn.schedules import ANNEALING, TemperatureSchedule
-from denoiserec.nn.transformer import TransformerEncoder, attention_mask, init_bert_weights
+from denoiserec.nn.schedules import (
+    Temperatures,
+    TrainingProgress,
+)
+from denoiserec.nn.transformer import attention_mask, init_bert_weights
 from denoiserec.noise.online import insert_items
 
-BACKBONES = ("bert4rec", "sasrec", "gru4rec")
 PERCEPTRONS = ("kernels", "mlp")
 GATES = ("ratio", "sampled")
 HEAD_GRADIENTS = ("all", "weak")
@@ -82,8 +85,10 @@ INTEREST_NEGATIVES = ("complement", "same")
 
 
 @dataclass(frozen=True)
-class MGSDWSSConfig:
-    """MGSD-WSS hyper-parameters (defaults: the reference's, spec §6.1, unless stated)."""
+class MGSDWSSConfig(DenoiserSettings):
+    """MGSD-WSS hyper-parameters (defaults: the reference's, spec §6.1, unless stated); the
+    backbone, own encoders (reference FFN 2048, ~75 % of the training MACs, spec §9) and
+    temperatures are :class:`DenoiserSettings`'."""
 
     name: str = "mgsd-wss"
     backbone: Any = field(default_factory=lambda: BERT4RecConfig(
@@ -93,11 +98,6 @@ class MGSDWSSConfig:
     the BERT4Rec baseline's). Its width is MGSD-WSS's H."""
     perceptron: str = "kernels"  # the paper's MGP, k-dim response mapped | mlp (released)
     n_kernels: int = 10  # k: one exact-match kernel + k - 1 bin kernels
-    n_layers: int = 2
-    """Blocks (n_heads: heads, inner_size: FFN width; reference 2048, ~75 % of the training
-    MACs, spec §9) of MGSD's own encoders (MGP, item granularity)."""
-    n_heads: int = 2
-    inner_size: int = 256
     dropout: float = 0.1
     """``our_ae_drop_out``: every dropout of MGSD's own modules, attention included."""
     n_interests: int = 5  # K interest prototypes
@@ -114,12 +114,6 @@ class MGSDWSSConfig:
     it detached: RECORD.md §8.4) | all (paper: L_ce, L_item through the mask and weights)."""
     interest_drop_ratio: float = 0.6  # share of the K prototypes left out (2 of 5 kept)
     margin_bound: float = 3.0  # clean-minus-noise logits -> bound * tanh(m / bound); 0: off
-    gumbel_temperature: float = 0.5
-    gumbel_temperature_floor: float = 0.1
-    contrastive_temperature: float = 0.5
-    contrastive_temperature_floor: float = 0.1
-    temperature_annealing: str = "exponential"
-    anneal_epochs: float = 30.0
     ws_weight: float = 1.0
     """gamma (reference 10 on an MSE of probabilities; the BCE's logit gradient is larger)."""
     item_weight: float = 7.0  # zeta: weight of the item-level contrastive loss
@@ -128,19 +122,17 @@ class MGSDWSSConfig:
     """Ablation: False drops r_item and L_item (use_interest_level: r_int and L_int)."""
     use_interest_level: bool = True
     interest_negative_weights: str = "complement"  # L_int's negatives by 1 - w | same: by w
-    layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02  # std of the item table and the prototypes (N(0, std))
 
     def __post_init__(self) -> None:
-        check_choice("model.backbone.name", self.backbone.name, BACKBONES)
+        super().__post_init__()
         check_choice("model.perceptron", self.perceptron, PERCEPTRONS)
         check_choice("model.gate", self.gate, GATES)
         check_choice("model.head_gradient", self.head_gradient, HEAD_GRADIENTS)
-        check_choice("model.temperature_annealing", self.temperature_annealing, ANNEALING)
         check_choice("model.interest_negative_weights", self.interest_negative_weights,
                      INTEREST_NEGATIVES)
         check_range("model.n_kernels", self.n_kernels, 2)
-        for key in ("n_layers", "n_heads", "inner_size", "n_interests", "n_inserted"):
+        for key in ("n_interests", "n_inserted"):
             check_range(f"model.{key}", getattr(self, key), 1)
         check_range("model.dropout", self.dropout, 0, 1, high_open=True)
         check_range("model.ws_share", self.ws_share, 0, 1, low_open=True)
@@ -148,21 +140,10 @@ class MGSDWSSConfig:
             check_range(f"model.{key}", getattr(self, key), 0, 1, high_open=True)
         for key in ("margin_bound", "ws_weight", "item_weight", "interest_weight"):
             check_range(f"model.{key}", getattr(self, key), 0)
-        for key in ("gumbel_temperature", "gumbel_temperature_floor", "contrastive_temperature",
-                    "contrastive_temperature_floor", "anneal_epochs", "initializer_range",
-                    "layer_norm_eps"):
-            check_range(f"model.{key}", getattr(self, key), 0, low_open=True)
+        check_range("model.initializer_range", self.initializer_range, 0, low_open=True)
         if self.ws_weight == 0 and self.head_gradient == "weak":
             raise ConfigError("model.ws_weight=0 leaves nothing to train the noise head under "
                               "model.head_gradient=weak; the ablation sets head_gradient=all")
-        if self.width % self.n_heads:
-            raise ConfigError(f"the backbone's width ({self.width}) must be a multiple of "
-                              f"model.n_heads ({self.n_heads})")
-
-    @property
-    def width(self) -> int:
-        """H: the backbone's embedding width, shared by every part of MGSD-WSS."""
-        return model_class(self.backbone.name).embedding_size(self.backbone)
 
 
 @dataclass(frozen=True)
@@ -198,8 +179,10 @@ class MGSDWSS(SequentialRecommender):
     name = "mgsd-wss"
     config_class = MGSDWSSConfig
     causal = False
+    denoiser = True
     window_training = ""
     window_refusal = "MGSD-WSS predicts once per sequence; use train.instances=prefix"
+    losses = ("ce", "bpr")
 
     def __init__(self, config: MGSDWSSConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)
@@ -208,13 +191,10 @@ class MGSDWSS(SequentialRecommender):
         self.dropout = nn.Dropout(c.dropout)
         self.perceptron = (GaussianKernelPerceptron(H, c.n_kernels) if c.perceptron == "kernels"
                            else PerceptronMLP(H))
-        def own_encoder() -> TransformerEncoder:  # the MGP and item-granularity encoders
-            return TransformerEncoder(c.n_layers, H, c.n_heads, c.inner_size, c.dropout,
-                                      c.dropout, "relu", c.layer_norm_eps)
-        self.sequence_encoder = own_encoder()
+        self.sequence_encoder = c.own_encoder(c.dropout, c.dropout)  # the MGP's
         self.noise_head = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(H, H), nn.ReLU(),
                                         nn.Linear(H, 2, bias=False))
-        self.item_encoder = own_encoder() if c.use_item_level else None
+        self.item_encoder = c.own_encoder(c.dropout, c.dropout) if c.use_item_level else None
         self.interest_map = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(H, H), nn.ReLU())
         self.prototypes = nn.Parameter(torch.empty(c.n_interests, H))  # U
         self.selector = CleanNoiseReadout(H, c.dropout, c.margin_bound, values=False)
@@ -228,13 +208,7 @@ class MGSDWSS(SequentialRecommender):
                               else nn.Embedding(max_len, H))
         if self.own_positions is not None:
             init_bert_weights(self.own_positions, c.initializer_range)
-        self.temperatures = TemperatureSchedule(
-            (c.gumbel_temperature, c.gumbel_temperature_floor),
-            (c.contrastive_temperature, c.contrastive_temperature_floor), c.anneal_epochs,
-            c.temperature_annealing)
-
-    def on_batch_start(self, epoch: int, step: int) -> None:
-        self.temperatures.update(epoch, step)
+        self.temperatures = c.temperature_schedule()
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_embedding.weight
@@ -261,12 +235,12 @@ class MGSDWSS(SequentialRecommender):
 
     # -- item granularity (§2.3, §2.7) --------------------------------------------------------
     def item_keep(self, log_probs: torch.Tensor, items: torch.Tensor, lengths: torch.Tensor,
-                  sample: bool) -> torch.Tensor:
-        """(B, L) 0/1 keep mask with a straight-through gradient; a row that would keep
-        nothing keeps its most recent item."""
+                  sample: bool, tau: float) -> torch.Tensor:
+        """(B, L) 0/1 keep mask with a straight-through gradient (``tau``: the Gumbel
+        temperature); a row that would keep nothing keeps its most recent item."""
         c, mask = self.config, (items > 0).to(log_probs.dtype)
         ratio = c.gate_drop_ratio if c.gate == "ratio" else None
-        keep = gate_keep(log_probs, mask, self.temperatures.gumbel, sample, ratio)
+        keep = gate_keep(log_probs, mask, tau, sample, ratio)
         return keep_most_recent_if_empty(keep, lengths)
 
     def item_representation(self, encoded: torch.Tensor, items: torch.Tensor,
@@ -288,30 +262,34 @@ class MGSDWSS(SequentialRecommender):
         affinity = (self.interest_map(encoded) @ self.prototypes.T).softmax(-1) * mask
         return affinity.sum(1) / mask.sum(1).clamp(min=1.0)
 
-    def select_interests(self, predicted: torch.Tensor, sample: bool) -> torch.Tensor:
+    def select_interests(self, predicted: torch.Tensor, sample: bool, tau: float) -> torch.Tensor:
         """(B, K) h: the prototypes the selector keeps for the predicted target (r_seq)."""
         B, (K, H) = predicted.shape[0], self.prototypes.shape
         candidates = self.prototypes[None].expand(B, K, H)
         ones = predicted.new_ones(B, K, 1)
         log_probs, _ = self.selector(candidates, predicted, ones)
-        return gate_keep(log_probs, ones[..., 0], self.temperatures.gumbel, sample,
+        return gate_keep(log_probs, ones[..., 0], tau, sample,
                          self.config.interest_drop_ratio)
 
     # -- prediction (§2.9) --------------------------------------------------------------------
-    def granularities(self, batch: Batch, sample: bool | None = None) -> Granularities:
+    def granularities(self, batch: Batch, sample: bool | None = None,
+                      temperatures: Temperatures | None = None) -> Granularities:
+        """Both granularities of ``batch`` (the gates sampled in training unless ``sample`` says
+        otherwise; ``temperatures`` of the batch in training, else the start values)."""
         c = self.config
         sample = self.training if sample is None else sample
+        tau = (temperatures or self.temperatures.start).gumbel
         items, lengths = batch.items, batch.lengths
         encoded = self.encode_sequence(items, lengths)
         log_probs = self.noise_log_probs(encoded)
         judged = log_probs.detach() if c.head_gradient == "weak" else log_probs
-        keep = self.item_keep(judged, items, lengths, sample)
+        keep = self.item_keep(judged, items, lengths, sample, tau)
         sequence = self.backbone(encoded, items, lengths - 1, add_positions=False)  # r_seq
         item = interest = None
         if c.use_item_level:
             item = self.item_representation(encoded, items, keep, judged[..., 0].exp())
         interests = self.interest_distribution(encoded, items)
-        selected = self.select_interests(sequence, sample)
+        selected = self.select_interests(sequence, sample, tau)
         if c.use_interest_level:
             interest = (selected * interests) @ self.prototypes  # sum_k h_k w_k U_k
         return Granularities(encoded, log_probs, keep, interests, selected, sequence, item,
@@ -347,9 +325,11 @@ class MGSDWSS(SequentialRecommender):
         margin = (log_probs[..., 0] - log_probs[..., 1])[real]
         return F.binary_cross_entropy_with_logits(margin, (~noisy.is_noise[real]).float())
 
-    def contrastive_losses(self, parts: Granularities, batch: Batch) -> dict[str, torch.Tensor]:
-        """The item- and interest-level noise-weighted contrastive losses (batch means)."""
-        c, tau, user = self.config, self.temperatures.contrastive, parts.user
+    def contrastive_losses(self, parts: Granularities, batch: Batch,
+                           tau: float) -> dict[str, torch.Tensor]:
+        """The item- and interest-level noise-weighted contrastive losses (batch means) at
+        contrastive temperature ``tau``."""
+        c, user = self.config, parts.user
         losses = {}
         if c.use_item_level:
             clean = parts.log_probs[..., 0].exp().detach()  # the head's judgement, see above
@@ -376,11 +356,12 @@ class MGSDWSS(SequentialRecommender):
             return bpr(user, items, batch.targets, batch.negatives, reduction="none")
         raise ValueError("MGSD-WSS trains with train.loss=ce (the paper's) or bpr")
 
-    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
-        if batch.targets.dim() != 1:
+    def loss(self, batch: Batch, objective: Objective,
+             progress: TrainingProgress) -> ModelOutput:
+        if batch.instances != "prefix":
             raise ValueError("MGSD-WSS trains on prefix instances only (train.instances=prefix)")
-        c = self.config
-        parts = self.granularities(batch, sample=True)
+        c, temperatures = self.config, self.temperatures.at(progress)
+        parts = self.granularities(batch, sample=True, temperatures=temperatures)
         per_sample = self.recommendation_loss(parts.user, batch, objective)
         rec = per_sample.mean()
         total, logged = rec, {"rec": float(rec.detach())}
@@ -390,7 +371,8 @@ class MGSDWSS(SequentialRecommender):
         logged["interest_entropy"] = float(weight_entropy(
             parts.interests.detach(), torch.ones_like(parts.interests)).mean())
         scaled = {"item_cl": c.item_weight, "interest_cl": c.interest_weight}
-        for name, value in self.contrastive_losses(parts, batch).items():
+        for name, value in self.contrastive_losses(parts, batch,
+                                                   temperatures.contrastive).items():
             total = total + scaled[name] * value
             logged[name] = float(value.detach())
         if c.ws_weight > 0:  # after the scored representation: its random draws come last

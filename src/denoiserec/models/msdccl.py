@@ -30,8 +30,8 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   computed as ``n * softmax(log pi)``: finite gradients even when every pi underflows;
   ``soft_weight_norm=none``: ``w_i = pi_i``), so the weights act.
 * Temperatures decay compounding per 40 batches, at their floors after 360/720 batches (§4.3,
-  §7.6) -> exponential in the global step, at the floor after ``anneal_epochs`` epochs (steps
-  per epoch inferred at the first epoch change: the start value holds in epoch 0);
+  §7.6) -> exponential in the global step, at the floor after ``anneal_epochs`` epochs (the
+  start value holds in epoch 0; ``nn.schedules.TemperatureSchedule``);
   ``temperature_annealing=reference`` reproduces the reference. Gumbel floor 1e-3 -> 0.1: the
   straight-through gradient scales as 1/tau and is zero or spiky at 1e-3.
 * LR stepped per epoch, lr * (T - e) / T, no warm-up (§4.2) -> the trainer's per-batch warm-up.
@@ -58,10 +58,10 @@ from torch import nn
 
 from denoiserec.config import check_choice, check_range
 from denoiserec.data.batches import Batch
-from denoiserec.errors import ConfigError
 from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.models.bert4rec import BERT4RecConfig
 from denoiserec.models.denoiser import Denoising, SoftDenoising, liveness
+from denoiserec.models.denoiser_settings import DenoiserSettings
 from denoiserec.models.registry import model_class, model_config_class, register
 from denoiserec.nn.contrastive import cross_signal_contrastive
 from denoiserec.nn.gumbel import (
@@ -73,30 +73,29 @@ from denoiserec.nn.gumbel import (
 from denoiserec.nn.losses import Objective, bpr, cross_entropy, uniform_negatives
 from denoiserec.nn.readout import CleanNoiseReadout
 from denoiserec.nn.schedules import (
-    ANNEALING,
     CURRICULA,
-    TemperatureSchedule,
+    TrainingProgress,
     curriculum_drop_rate,
     easiest_mean,
     kept_count,
 )
 from denoiserec.nn.short_term import CaserConvolution, last_items_window
 from denoiserec.nn.transformer import (
-    TransformerEncoder,
     attention_mask,
     init_bert_weights,
     init_xavier_weights,
 )
 
-BACKBONES = ("bert4rec", "sasrec", "gru4rec")
 NORMS = ("mean", "none")
 SOFT_INPUTS = ("embedding", "projected")
 GATES = ("centred", "prior", "ratio", "reference")
 
 
 @dataclass(frozen=True)
-class MSDCCLConfig:
-    """MSDCCL hyper-parameters (defaults: the reference run script for ml-100k, spec §5)."""
+class MSDCCLConfig(DenoiserSettings):
+    """MSDCCL hyper-parameters (defaults: the reference run script for ml-100k, spec §5); the
+    backbone, own encoders and temperatures are :class:`DenoiserSettings`' (Gumbel floor:
+    reference 1e-3, contrastive floor: reference 0.1)."""
 
     name: str = "msdccl"
     backbone: Any = field(default_factory=lambda: BERT4RecConfig(
@@ -105,9 +104,6 @@ class MSDCCLConfig:
     """The soft branch's recommender, a registered model's own settings (``name``: bert4rec, the
     paper's; sasrec; gru4rec). Its embedding width is MSDCCL's width H for every part
     (reference run script: BERT4Rec, H = 100, 2 layers, 2 heads, inner = H, dropout 0.5)."""
-    n_layers: int = 2
-    """Blocks (and n_heads: heads) of MSDCCL's own encoders (long-term and hard-branch)."""
-    n_heads: int = 2
     inner_size: int = 2048
     """Feed-forward size of MSDCCL's own encoders (reference 2048: ~94 % of the training MACs
     at H = 64-100, spec §9; 4H costs about a quarter)."""
@@ -131,16 +127,6 @@ class MSDCCLConfig:
     margin_bound: float = 3.0
     """Clean-minus-noise logit squashed to bound * tanh(m / bound): probabilities within
     [0.047, 0.953] at 3, never saturated; 0 = unbounded (reference)."""
-    gumbel_temperature: float = 0.5
-    """Initial Gumbel-softmax temperature tau_g (floor: reference 1e-3)."""
-    gumbel_temperature_floor: float = 0.1
-    contrastive_temperature: float = 0.5
-    """Initial contrastive temperature tau_cl (floor: reference 0.1)."""
-    contrastive_temperature_floor: float = 0.1
-    temperature_annealing: str = "exponential"
-    """exponential (floor after anneal_epochs) | reference (compounding, spec §4.3) | none."""
-    anneal_epochs: float = 30.0
-    """Epochs after which exponential annealing reaches the floors."""
     curriculum: str = "s-shaped"
     """Drop-rate curve of the CE curriculum: s-shaped (paper) | linear | none."""
     curriculum_epochs: int = 10
@@ -170,15 +156,12 @@ class MSDCCLConfig:
     """ratio: share of each row's real items dropped (floor; at least one kept)."""
     contrastive_gate_gradient: bool = True
     """Let L_cl reach the scorer through the straight-through keep mask (reference: yes)."""
-    layer_norm_eps: float = 1e-12
-    """LayerNorm epsilon inside the Transformer encoders."""
     initializer_range: float = 0.02
     """Std of the N(0, std) init of the shared item table."""
 
     def __post_init__(self) -> None:
-        check_choice("model.backbone.name", self.backbone.name, BACKBONES)
+        super().__post_init__()
         check_choice("model.curriculum", self.curriculum, CURRICULA)
-        check_choice("model.temperature_annealing", self.temperature_annealing, ANNEALING)
         check_choice("model.soft_weight_norm", self.soft_weight_norm, NORMS)
         check_choice("model.soft_input", self.soft_input, SOFT_INPUTS)
         check_choice("model.gate", self.gate, GATES)
@@ -186,23 +169,11 @@ class MSDCCLConfig:
         check_range("model.keep_prior", self.keep_prior, 0, 1, low_open=True, high_open=True)
         check_range("model.keep_prior_weight", self.keep_prior_weight, 0)
         check_range("model.gate_drop_ratio", self.gate_drop_ratio, 0, 1, high_open=True)
-        for key in ("n_layers", "n_heads", "inner_size", "sequence_last_m", "n_v", "n_h",
-                    "curriculum_epochs"):
+        for key in ("sequence_last_m", "n_v", "n_h", "curriculum_epochs"):
             check_range(f"model.{key}", getattr(self, key), 1)
         for key in ("att_dropout", "ae_dropout", "max_drop_rate"):
             check_range(f"model.{key}", getattr(self, key), 0, 1, high_open=True)
-        for key in ("gumbel_temperature", "gumbel_temperature_floor", "contrastive_temperature",
-                    "contrastive_temperature_floor", "anneal_epochs"):
-            check_range(f"model.{key}", getattr(self, key), 0, low_open=True)
         check_range("model.loss_lambda", self.loss_lambda, 0)
-        if self.width % self.n_heads:
-            raise ConfigError(f"the backbone's width ({self.width}) must be a multiple of "
-                              f"model.n_heads ({self.n_heads})")
-
-    @property
-    def width(self) -> int:
-        """H: the backbone's embedding width, shared by every part of MSDCCL."""
-        return model_class(self.backbone.name).embedding_size(self.backbone)
 
 
 def curriculum_shares(losses: torch.Tensor, drop_rate: float) -> torch.Tensor:
@@ -222,10 +193,13 @@ class MSDCCL(SequentialRecommender):
     name = "msdccl"
     config_class = MSDCCLConfig
     causal = False
+    denoiser = True
     window_training = ""
     window_refusal = ("MSDCCL weighs items by one interest at the last item, and its backbone "
                       "is bidirectional (all-position training would show it every target); "
                       "use train.instances=prefix")
+    losses = ("ce", "bpr")  # r_soft's next-item term (Eq. 12); the hard branch is BPR
+    label_smoothing = False
 
     def __init__(self, config: MSDCCLConfig, n_items: int, max_len: int) -> None:
         super().__init__(config, n_items, max_len)
@@ -235,32 +209,21 @@ class MSDCCL(SequentialRecommender):
         self.norm = nn.LayerNorm(H)
         self.dropout = nn.Dropout(c.ae_dropout)
         self.short_term = CaserConvolution(c.sequence_last_m, H, c.n_v, c.n_h, c.ae_dropout)
-        def own_encoder() -> TransformerEncoder:  # the long-term and hard-branch encoders
-            return TransformerEncoder(c.n_layers, H, c.n_heads, c.inner_size, c.ae_dropout,
-                                      c.att_dropout, "relu", c.layer_norm_eps)
-        self.long_encoder = own_encoder()
+        self.long_encoder = c.own_encoder(c.ae_dropout, c.att_dropout)  # long-term
         self.interest_map = nn.Linear(H, H, bias=False)  # W_m, shared by short and long
         self.interest_fusion = nn.Linear(H, H)  # W_f
         # §4.3 soft denoising scorer and §4.3.3 hard-branch encoder
         self.readout = CleanNoiseReadout(H, c.att_dropout, c.margin_bound,
                                          values=c.soft_input == "projected")
-        self.hard_encoder = own_encoder() if c.use_hard_branch else None
+        self.hard_encoder = (c.own_encoder(c.ae_dropout, c.att_dropout) if c.use_hard_branch
+                             else None)
         self.apply(init_xavier_weights)  # the reference init (spec §2.0)
         # shared item table and backbone, with the backbone's N(0, 0.02) init
         self.item_embedding = nn.Embedding(n_items + 1, H, padding_idx=0)
         init_bert_weights(self.item_embedding, c.initializer_range)
         self.backbone = model_class(c.backbone.name).build_encoder(c.backbone, max_len)
         self.backbone.reset_parameters()  # the registered backbone's own encoder and init
-        self.epoch = 0
-        self.temperatures = TemperatureSchedule(
-            (c.gumbel_temperature, c.gumbel_temperature_floor),
-            (c.contrastive_temperature, c.contrastive_temperature_floor), c.anneal_epochs,
-            c.temperature_annealing)
-
-    # -- schedules ---------------------------------------------------------------------------
-    def on_batch_start(self, epoch: int, step: int) -> None:
-        self.epoch = epoch
-        self.temperatures.update(epoch, step)
+        self.temperatures = c.temperature_schedule()
 
     # -- §4.2 user-interest extractor --------------------------------------------------------
     def _with_positions(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -331,10 +294,12 @@ class MSDCCL(SequentialRecommender):
 
     # -- §4.3.3 hard denoising ---------------------------------------------------------------
     def hard_keep(self, batch: Batch, log_probs: torch.Tensor | None = None,
-                  sample: bool | None = None) -> torch.Tensor:
+                  sample: bool | None = None, tau: float | None = None) -> torch.Tensor:
         """(B, L) keep mask, exactly 0/1 (0 on padding), carrying the straight-through
         gradient: sampled in training (unless ``sample=False``), deterministic in evaluation;
-        a row keeping nothing keeps its most recent item. Dropped = real items not kept."""
+        a row keeping nothing keeps its most recent item. Dropped = real items not kept.
+        ``tau``: the Gumbel temperature (it shapes the gradient only; default the start
+        value)."""
         if log_probs is None:
             log_probs = self.soft_denoise(batch).log_probs
         sample = self.training if sample is None else sample
@@ -342,7 +307,8 @@ class MSDCCL(SequentialRecommender):
         if c.gate == "centred":  # keep/drop relative to the row's mean relevance
             log_probs = centred_gate_logits(log_probs, mask, c.gate_bias)
         ratio = c.gate_drop_ratio if c.gate == "ratio" else None
-        keep = gate_keep(log_probs, mask, self.temperatures.gumbel, sample, ratio)
+        tau = self.temperatures.start.gumbel if tau is None else tau
+        keep = gate_keep(log_probs, mask, tau, sample, ratio)
         return keep_most_recent_if_empty(keep, batch.lengths)
 
     def denoising(self, batch: Batch) -> Denoising:
@@ -367,10 +333,12 @@ class MSDCCL(SequentialRecommender):
         return self.hard_encoder(x, attention_mask(compacted, causal=True), query=lengths - 1)
 
     # -- training objective ------------------------------------------------------------------
-    def loss(self, batch: Batch, objective: Objective) -> ModelOutput:
-        if batch.targets.dim() != 1:
+    def loss(self, batch: Batch, objective: Objective,
+             progress: TrainingProgress) -> ModelOutput:
+        if batch.instances != "prefix":
             raise ValueError("MSDCCL trains on prefix instances only (train.instances=prefix)")
         c, targets, items = self.config, batch.targets, self.item_embeddings()
+        temperatures = self.temperatures.at(progress)
         soft = self.soft_denoise(batch) if self.scorer_used else None  # None: the control
         embeddings = self.item_embedding(batch.items) if soft is None else soft.embeddings
         representation = self.backbone(embeddings, batch.items, batch.lengths - 1)  # r_soft
@@ -380,12 +348,13 @@ class MSDCCL(SequentialRecommender):
         if objective.kind == "bpr":
             per_sample = bpr(representation, items, targets, negatives, reduction="none")
         else:
-            per_sample = cross_entropy(representation, items, targets, reduction="none")
-        rec, shares = self.curriculum(per_sample)
+            per_sample = cross_entropy(representation, items, targets, objective.label_smoothing,
+                                       reduction="none")
+        rec, shares = self.curriculum(per_sample, progress.epoch)
         total, parts = rec, {"rec": float(rec.detach())}
         if soft is None:  # alpha = 1, lambda = 0: the backbone on the curriculum's term alone
             return ModelOutput(loss=total, parts=parts, per_sample=shares)
-        keep = self.hard_keep(batch, soft.log_probs, sample=True)
+        keep = self.hard_keep(batch, soft.log_probs, sample=True, tau=temperatures.gumbel)
         parts.update(liveness(Denoising(soft.log_probs, soft.weights, keep), batch.items > 0))
         if c.gate == "prior":  # pull the mean keep probability to keep_prior
             clean = soft.log_probs[..., 0].exp()[batch.items > 0].mean()
@@ -400,14 +369,16 @@ class MSDCCL(SequentialRecommender):
             labels = keep if c.contrastive_gate_gradient else keep.detach()
             contrastive = cross_signal_contrastive(
                 representation, self.item_embedding(batch.items), labels, batch.items > 0,
-                self.temperatures.contrastive).mean()
+                temperatures.contrastive).mean()
             total = total + c.loss_lambda * contrastive
             parts["cl"] = float(contrastive.detach())
         return ModelOutput(loss=total, parts=parts, per_sample=shares)
 
-    def curriculum(self, per_sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """§4.5: the mean over the easiest (1 - d_e) of the batch, and each sample's share."""
+    def curriculum(self, per_sample: torch.Tensor,
+                   epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """§4.5: the mean over the easiest (1 - d_e) of the batch in ``epoch``, and each
+        sample's share."""
         c = self.config
-        drop = curriculum_drop_rate(self.epoch, c.curriculum, c.curriculum_epochs,
+        drop = curriculum_drop_rate(epoch, c.curriculum, c.curriculum_epochs,
                                     c.sigmoid_extent, c.max_drop_rate)
         return easiest_mean(per_sample, drop), curriculum_shares(per_sample, drop)

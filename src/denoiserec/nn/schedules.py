@@ -1,5 +1,13 @@
-"""Training-progress schedules that models read in ``on_batch_start(epoch, step)``.
+"""Training progress, and the schedules computed from it.
 
+The trainer builds a :class:`TrainingProgress` for every batch (epoch, batch, batches per
+epoch, stage) and passes it to ``model.loss``; a model computes its schedules from it and keeps
+no training state of its own, so a loss is a function of its arguments, a resumed run takes the
+same steps, and a caller outside the trainer says where training is.
+
+* Stages (END4Rec's guided training): a staged model maps an epoch to a :class:`TrainingStage`
+  (``SequentialRecommender.training_stage``); the trainer freezes the other parameter groups
+  (``train/stages.py``) and passes the stage in the progress.
 * Curriculum drop rates (MSDCCL §4.5 of the paper, msdccl spec §4.4): in epoch ``e`` the
   ``d_e`` fraction of a mini-batch with the largest losses is left out of the loss
   (self-paced, within the batch), ``d_e`` falling from ``max_drop`` to 0 over
@@ -11,11 +19,48 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 CURRICULA = ("s-shaped", "linear", "none")
 ANNEALING = ("exponential", "reference", "none")
+
+
+@dataclass(frozen=True)
+class TrainingStage:
+    """One training stage: its number (1-based), the parameter groups it trains (names of the
+    model's ``parameter_groups()``), the epoch it starts at, and the factor on the learning
+    rate."""
+
+    number: int
+    groups: tuple[str, ...]
+    first_epoch: int
+    lr_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where training is when a loss is computed (the trainer builds one per batch).
+
+    Attributes:
+        epoch: the epoch, counted from 0.
+        batch: the batch within the epoch, from 0.
+        steps_per_epoch: batches in a full epoch (also when a run trains only the first
+            ``max_batches`` of each epoch: the schedules follow the full epochs).
+        stage: the model's stage in this epoch (``model.training_stage(epoch)``), None for a
+            model without stages.
+    """
+
+    epoch: int
+    batch: int
+    steps_per_epoch: int
+    stage: TrainingStage | None = None
+
+    @property
+    def step(self) -> int:
+        """The global batch index, from 0: ``epoch * steps_per_epoch + batch``."""
+        return self.epoch * self.steps_per_epoch + self.batch
 
 
 def curriculum_drop_rate(epoch: int, mode: str = "s-shaped", epochs: int = 10,
@@ -78,26 +123,43 @@ def anneal_temperature(start: float, floor: float, step: int, steps_to_floor: fl
     return max(floor, start * (floor / start) ** progress)
 
 
+@dataclass(frozen=True)
+class Temperatures:
+    """The Gumbel gate's and the contrastive loss's temperatures at one batch."""
+
+    gumbel: float
+    contrastive: float
+
+
+@dataclass(frozen=True)
 class TemperatureSchedule:
     """The Gumbel and contrastive temperatures of a denoiser, annealed per training batch.
 
-    ``exponential`` reaches the floors after ``anneal_epochs`` epochs; the batches per epoch are
-    inferred at the first batch of a later epoch (the start values hold in epoch 0), so the
-    schedule needs no knowledge of the data and resumes exactly (it is a function of
-    ``epoch`` and ``step``).
+    ``exponential`` holds the start values through epoch 0, then decays in the global step
+    (``progress.step``) to reach the floors after ``anneal_epochs`` epochs. (Epoch 0 at the
+    start values is the rule earlier versions followed when they inferred the epoch length at
+    the first batch of epoch 1; it is kept so that their numbers are kept.)
+
+    Attributes:
+        gumbel: (start, floor) of the Gumbel temperature; contrastive: likewise.
+        anneal_epochs: epochs after which ``exponential`` reaches the floors.
+        mode: ``exponential`` | ``reference`` | ``none`` (see :func:`anneal_temperature`).
     """
 
-    def __init__(self, gumbel: tuple[float, float], contrastive: tuple[float, float],
-                 anneal_epochs: float, mode: str) -> None:
-        self.gumbel_range, self.contrastive_range = gumbel, contrastive
-        self.anneal_epochs, self.mode = anneal_epochs, mode
-        self.steps_per_epoch: int | None = None
-        self.gumbel, self.contrastive = gumbel[0], contrastive[0]
+    gumbel: tuple[float, float]
+    contrastive: tuple[float, float]
+    anneal_epochs: float
+    mode: str
 
-    def update(self, epoch: int, step: int) -> None:
-        """Set ``gumbel`` and ``contrastive`` for batch ``step`` (global, from 0) of ``epoch``."""
-        if epoch > 0 and self.steps_per_epoch is None:
-            self.steps_per_epoch = max(1, step // epoch)
-        horizon = self.steps_per_epoch * self.anneal_epochs if self.steps_per_epoch else None
-        self.gumbel = anneal_temperature(*self.gumbel_range, step, horizon, self.mode)
-        self.contrastive = anneal_temperature(*self.contrastive_range, step, horizon, self.mode)
+    @property
+    def start(self) -> Temperatures:
+        """The start values (evaluation and diagnostics: there the temperatures shape no
+        gradient, and a sampled gate's forward choice does not depend on them)."""
+        return Temperatures(self.gumbel[0], self.contrastive[0])
+
+    def at(self, progress: TrainingProgress) -> Temperatures:
+        """The temperatures of the batch ``progress`` points at."""
+        horizon = progress.steps_per_epoch * self.anneal_epochs if progress.epoch > 0 else None
+        return Temperatures(
+            anneal_temperature(*self.gumbel, progress.step, horizon, self.mode),
+            anneal_temperature(*self.contrastive, progress.step, horizon, self.mode))

@@ -26,6 +26,7 @@ Inserted rows get the timestamp of the row that follows them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -68,6 +69,21 @@ class NoiseConfig:
         check_range("noise.seed", self.seed, 0)
         check_range("noise.candidates", self.candidates, 1)
         check_range("noise.embedding_dim", self.embedding_dim, 1)
+
+
+def inert_settings(noise: NoiseConfig | None) -> list[str]:
+    """The noise settings given (not at their default) that do nothing: every one without
+    ``noise.ratio`` > 0, the ``off-interest`` ones under another kind."""
+    if noise is None:
+        return []
+    default = NoiseConfig()
+    given = [f.name for f in dataclasses.fields(noise)
+             if getattr(noise, f.name) != getattr(default, f.name)]
+    if noise.ratio == 0:
+        return [f"noise.{name} does nothing without noise.ratio > 0" for name in given]
+    return [f"noise.{name} is read by noise.kind=off-interest only, not {noise.kind}"
+            for name in given if name in ("candidates", "embedding_dim")
+            and noise.kind != "off-interest"]
 
 
 def _noise_counts(n_train: np.ndarray, config: NoiseConfig, rng: np.random.Generator) -> np.ndarray:

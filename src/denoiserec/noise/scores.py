@@ -26,7 +26,8 @@ NO_PREFIX_SCORE = 0.5
 
 
 def has_native_scores(model: SequentialRecommender) -> bool:
-    return callable(getattr(model, "noise_scores", None))
+    """A denoiser judges items itself (``SequentialRecommender.denoiser``)."""
+    return model.denoiser
 
 
 @torch.no_grad()

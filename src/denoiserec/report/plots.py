@@ -45,3 +45,55 @@ def robustness_plot(path: Path, summary: list[dict], models: list[str], metric: 
     axis.set(xlabel="noise ratio", ylabel=f"test {metric}", title=title)
     axis.legend()
     _save(fig, path)
+
+
+def tuning_history(path: Path, trials: list[dict], title: str) -> None:
+    """Each completed trial's value (pruned ones at their last reported value, hollow) and
+    the best value so far, against the trial number."""
+    fig, axis = plt.subplots(figsize=(6, 3.8))
+    done = [t for t in trials if t["state"] == "COMPLETE"]
+    axis.plot([t["number"] for t in done], [t["value"] for t in done], "o", label="complete")
+    best, steps = float("-inf"), []
+    for trial in done:
+        best = max(best, trial["value"])
+        steps.append((trial["number"], best))
+    if steps:
+        x, y = zip(*steps, strict=True)
+        axis.step(x, y, where="post", color="tab:red", label="best so far")
+    pruned = [t["number"] for t in trials if t["state"] == "PRUNED"]
+    if pruned:
+        axis.vlines(pruned, *axis.get_ylim(), colors="0.8", linewidth=0.8, label="pruned")
+    axis.set(xlabel="trial", ylabel="valid selection value", title=title)
+    axis.legend()
+    _save(fig, path)
+
+
+def png_bytes(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes (for pages that embed their images), and free it."""
+    import io
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def lines_figure(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str,
+                 title: str, faint: dict[str, list[tuple[float, float]]] | None = None
+                 ) -> plt.Figure:
+    """One line per named series of (x, y) points; ``faint`` series drawn thin and grey
+    (e.g. single seeds under their mean, pruned trials)."""
+    fig, axis = plt.subplots(figsize=(6.4, 3.8))
+    for points in (faint or {}).values():
+        if points:
+            x, y = zip(*points, strict=True)
+            axis.plot(x, y, color="0.75", linewidth=0.8)
+    for name, points in series.items():
+        if points:
+            x, y = zip(*points, strict=True)
+            axis.plot(x, y, marker="." if len(points) < 40 else None, label=name)
+    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if series:
+        axis.legend(fontsize="small")
+    return fig

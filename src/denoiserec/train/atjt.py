@@ -54,6 +54,7 @@ from torch import nn
 from denoiserec.data.batches import Batch, Batcher
 from denoiserec.errors import ConfigError, TrainingError
 from denoiserec.models.base import ModelOutput
+from denoiserec.nn.schedules import TrainingProgress
 from denoiserec.noise.online import replace_items
 from denoiserec.protocols import Split
 from denoiserec.train.atjt_model import ATJTConfig, AtjtNoiseModel, query_items
@@ -116,7 +117,8 @@ def mix_seed(*values: int) -> int:
 class NoReweighting:
     """``train.reweight=none``: every sample weighs 1; nothing to train or save."""
 
-    def reweight(self, batch: Batch, output: ModelOutput, epoch: int, step: int) -> ModelOutput:
+    def reweight(self, batch: Batch, output: ModelOutput,
+                 progress: TrainingProgress) -> ModelOutput:
         return output
 
     def step(self) -> None:  # nothing to update
@@ -240,9 +242,11 @@ class AtjtReweighting:
         finally:
             self.models.train()
 
-    def reweight(self, batch: Batch, output: ModelOutput, epoch: int, step: int) -> ModelOutput:
+    def reweight(self, batch: Batch, output: ModelOutput,
+                 progress: TrainingProgress) -> ModelOutput:
         """The joint loss: ``output.loss`` with ``mean(per_sample)`` replaced by L_R, plus
-        alpha L_D (``atjt``, ``dnr``) or minus wat_l2 mean w^2 (``wat``)."""
+        alpha L_D (``atjt``, ``dnr``) or minus wat_l2 mean w^2 (``wat``); the noise batches of
+        L_D are those of ``progress``'s epoch and batch."""
         if output.per_sample is None:
             raise TrainingError("train.reweight=atjt: this model's loss gives no per-sample "
                                 "losses (ModelOutput.per_sample)")
@@ -250,7 +254,7 @@ class AtjtReweighting:
         self.optimizer.zero_grad(set_to_none=True)
         self.models.train()
         total = output.loss - output.per_sample.mean()
-        if epoch < config.warmup_epochs:  # the recommender unweighted, g learns L_D
+        if progress.epoch < config.warmup_epochs:  # the recommender unweighted, g learns L_D
             log_weights = torch.zeros_like(output.per_sample)
         else:
             log_weights = self.log_weights(batch)
@@ -264,7 +268,7 @@ class AtjtReweighting:
             if weights.requires_grad:
                 total = total - config.wat_l2 * weights.square().mean()
         else:
-            detection = self.detection(epoch, step)
+            detection = self.detection(progress.epoch, progress.batch)
             total = total + config.alpha * detection.loss
             parts.update(detect=float(detection.loss.detach()) / len(self.models),
                          w_noisy=detection.noisy_weight, w_clean=detection.clean_weight)

@@ -78,6 +78,14 @@ def check_reweight(reweight: str, atjt: ATJTConfig) -> None:
         raise ConfigError("train.atjt.* settings need train.reweight=atjt")
 
 
+def check_replaced(reweight: str, atjt: ATJTConfig, max_len: int) -> None:
+    """A corrupted row cannot have more items replaced than a history holds (``corrupt``
+    would clamp ``replaced`` to ``max_len`` without a word)."""
+    if reweight == "atjt" and atjt.replaced > max_len:
+        raise ConfigError(f"train.atjt.replaced ({atjt.replaced}) is more than a history "
+                          f"holds (data.max_len {max_len}); lower it")
+
+
 # -- §3.1 the noise-recognition model ---------------------------------------------------------
 class AtjtNoiseModel(nn.Module):
     """g(x; Theta_D): P(original) of a sequence (history, query item, user) (spec §3.1).
@@ -126,6 +134,6 @@ class AtjtNoiseModel(nn.Module):
 def query_items(batch: Batch) -> torch.Tensor:
     """(B,) the item g judges a row against: its target, or its last target in window mode
     (0 = none for Cloze windows, which carry no targets)."""
-    if batch.targets.dim() == 1:
+    if batch.instances == "prefix":
         return batch.targets
     return batch.targets.gather(1, (batch.lengths - 1).clamp(min=0)[:, None]).squeeze(1)

@@ -41,6 +41,7 @@ from denoiserec.data.batches import Batch
 from denoiserec.metrics import DEFAULT_KS, metric_values, summarize
 from denoiserec.models.base import ModelOutput, SequentialRecommender
 from denoiserec.nn.losses import Objective
+from denoiserec.nn.schedules import TrainingProgress
 from denoiserec.protocols import EvalSet
 from denoiserec.train.evaluate import Evaluation
 
@@ -140,8 +141,9 @@ class _Loss(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: object, objective: Objective) -> ModelOutput:
-        return self.model.loss(batch, objective)
+    def forward(self, batch: object, objective: Objective,
+                progress: TrainingProgress) -> ModelOutput:
+        return self.model.loss(batch, objective, progress)
 
 
 def loss_function(model: SequentialRecommender, ranks: Ranks

@@ -27,7 +27,7 @@ from denoiserec.metrics import (
     target_ranks,
 )
 from denoiserec.models.base import SequentialRecommender
-from denoiserec.protocols import EvalSet, ProtocolConfig, exclude_unrankable
+from denoiserec.protocols import EvalSet, ProtocolConfig, protocol_of
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,14 @@ def chunk_top(scores: torch.Tensor, first: int, k: int) -> tuple[torch.Tensor, t
 
 def chunked_ranks(scorer: Callable[[int, int], torch.Tensor], n_columns: int, item_chunk: int,
                   k: int, target_items: torch.Tensor,
-                  exclude: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+                  exclude: Callable[..., torch.Tensor]) -> torch.Tensor:
     """(B,) ranks of ``target_items`` among items ``0 .. n_columns - 1`` scored by
-    ``scorer(first, stop)`` chunk by chunk, after ``exclude(scores, first)``; K + 1 outside
+    ``scorer(first, stop)`` chunk by chunk, after ``exclude(scores, first=first)``; K + 1 outside
     the top ``k`` (see the module docstring)."""
     top_values = top_ids = None
     for first in range(0, n_columns, item_chunk):
-        scores = exclude(scorer(first, min(first + item_chunk, n_columns)).float(), first)
+        scores = exclude(scorer(first, min(first + item_chunk, n_columns)).float(),
+                         first=first)
         values, ids = chunk_top(scores, first, k)
         if top_values is not None:
             values, ids = merge_top(torch.cat([top_values, values], 1),
@@ -89,25 +90,20 @@ def chunked_ranks(scorer: Callable[[int, int], torch.Tensor], n_columns: int, it
     return torch.where(found.any(1), found.float().argmax(1) + 1, k + 1)
 
 
-def _exclude(batcher: Batcher, users: torch.Tensor, targets: torch.Tensor,
-             target_items: torch.Tensor, protocol: ProtocolConfig,
-             negatives: torch.Tensor | None, scores: torch.Tensor, first: int) -> torch.Tensor:
-    return exclude_unrankable(scores, batcher.items, batcher.starts[users], targets,
-                              target_items, protocol, negatives, first)
-
-
 @torch.no_grad()
 def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
              protocol: ProtocolConfig, batch_size: int = 4096,
              ks: tuple[int, ...] = DEFAULT_KS, item_chunk: int = 0) -> Evaluation:
     """Rank every instance's target among the items ``protocol`` allows (ties broken by
-    ``protocol.ties``).
+    ``protocol.ties``); a protocol that scores fixed candidates (``ctr``) is evaluated by
+    :func:`evaluate_candidates`.
 
     Instances are processed in order of input length, so that each chunk is cut to its own
     longest input (on short-sequence logs such as Beauty most chunks are far shorter than
     ``max_len``); ranks are returned in the order of ``eval_set``.
     """
-    if protocol.name == "ctr":
+    rules = protocol_of(protocol)
+    if rules.scores_candidates:
         return evaluate_candidates(model, batcher, eval_set, protocol, batch_size, ks)
     was_training = model.training
     model.eval()
@@ -124,12 +120,14 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
         users, targets = users_all[chunk], targets_all[chunk]
         batch = batcher.prefix(users, targets)
         negatives = None if negatives_all is None else negatives_all[chunk]
-        exclude = partial(_exclude, batcher, users, targets, batch.targets, protocol, negatives)
+        exclude = partial(rules.exclude_unrankable, log_items=batcher.items,
+                          starts=batcher.starts[users], targets=targets,
+                          target_items=batch.targets, negatives=negatives)
         if 0 < item_chunk < batcher.n_items + 1:
             ranks.append(chunked_ranks(model.item_scorer(batch), batcher.n_items + 1,
                                        item_chunk, max(ks), batch.targets, exclude))
         else:
-            scores = exclude(model.score_all(batch).float(), 0)
+            scores = exclude(model.score_all(batch).float(), first=0)
             ranks.append(target_ranks(scores, batch.targets, ties=protocol.ties, max_k=max(ks)))
     model.train(was_training)
     rank_tensor = torch.empty_like(targets_all)
@@ -143,7 +141,8 @@ def evaluate(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
 def evaluate_candidates(model: SequentialRecommender, batcher: Batcher, eval_set: EvalSet,
                         protocol: ProtocolConfig, batch_size: int = 4096,
                         ks: tuple[int, ...] = DEFAULT_KS) -> Evaluation:
-    """The ``ctr`` protocol (ATJT spec §2): each instance's target (column 0) and its sampled
+    """A candidate-scoring protocol (``ctr``, ATJT spec §2): each instance's target (column 0)
+    and its sampled
     negatives scored by ``model.score_candidates`` in eval mode (the code never left train
     mode, spec §7.13), then :func:`~denoiserec.metrics.candidate_metrics` per instance.
     ``batch_size`` counts scored (instance, candidate) pairs."""

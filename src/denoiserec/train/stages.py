@@ -1,32 +1,30 @@
 """Staged training through the one trainer (END4Rec's guided 4-stage training, spec §4).
 
-A model that trains its parameters in stages implements
-``training_stage(epoch) -> TrainingStage`` (``models/staging.py``)
-and ``parameter_groups() -> dict[str, list[Parameter]]``. At the start of every epoch the
-trainer calls :func:`apply_stage`: the stage's groups train, every other parameter has
-``requires_grad`` off, so it gets no gradient and Adam skips it (bit-identical, weight decay
-included); at a stage's first epoch the Adam state of its parameters starts afresh (a new
-optimiser per stage, as the reference); the learning rate is scaled by the stage's
-``lr_scale``. Everything is a function of the epoch, so a resumed run takes the same steps.
-Models without ``training_stage`` are left alone.
+A model that trains its parameters in stages returns a ``TrainingStage`` from
+``training_stage(epoch)`` (``nn/schedules.py``; a pure function of the epoch) and names its
+groups in ``parameter_groups()``. At the start of every epoch the trainer asks for the stage,
+calls :func:`apply_stage` with it and passes it to ``loss`` in the ``TrainingProgress``: the
+stage's groups train, every other parameter has ``requires_grad`` off, so it gets no gradient
+and Adam skips it (bit-identical, weight decay included); at a stage's first epoch the Adam
+state of its parameters starts afresh (a new optimiser per stage, as the reference); the
+learning rate is scaled by the stage's ``lr_scale``. Everything is a function of the epoch,
+so a resumed run takes the same steps. Models without stages (``training_stage`` returns None)
+are left alone.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from denoiserec.models.staging import TrainingStage
+from denoiserec.models.base import SequentialRecommender
+from denoiserec.nn.schedules import TrainingStage
 
 
-def apply_stage(model: nn.Module, epoch: int, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LambdaLR) -> TrainingStage | None:
-    """Freeze every parameter outside ``model``'s stage at ``epoch`` (see the module
-    docstring); returns the stage, or None for a model without stages."""
-    plan = getattr(model, "training_stage", None)
-    if plan is None:
-        return None
-    stage: TrainingStage = plan(epoch)
+def apply_stage(model: SequentialRecommender, stage: TrainingStage, epoch: int,
+                optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Train only ``stage``'s parameter groups of ``model`` in ``epoch`` (see the module
+    docstring)."""
     groups = model.parameter_groups()
     training = {id(p) for name in stage.groups for p in groups[name]}
     for parameter in model.parameters():
@@ -38,4 +36,3 @@ def apply_stage(model: nn.Module, epoch: int, optimizer: torch.optim.Optimizer,
     factor = scheduler.lr_lambdas[0](max(scheduler.last_epoch, 0))
     for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
         group["lr"] = base * factor
-    return stage

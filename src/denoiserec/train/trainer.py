@@ -27,117 +27,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from denoiserec.config import check_choice, check_range
 from denoiserec.data.batches import Batch, Batcher, counted_mask, strided_windows
 from denoiserec.errors import ConfigError, TrainingError
-from denoiserec.metrics import DEFAULT_KS, METRIC_NAMES
-from denoiserec.models.base import ModelOutput, SequentialRecommender
-from denoiserec.nn.losses import LOSSES, Objective, uniform_negatives
+from denoiserec.models.base import ModelOutput, SequentialRecommender, check_objective
+from denoiserec.nn.losses import Objective, uniform_negatives
+from denoiserec.nn.schedules import TrainingProgress
 from denoiserec.protocols import Split
+from denoiserec.runfolder import RunFolder
 from denoiserec.train import distributed
 from denoiserec.train.atjt import make_reweighter
-from denoiserec.train.atjt_model import ATJTConfig, check_reweight
-from denoiserec.train.checkpoint import load_checkpoint, save_checkpoint
+from denoiserec.train.checkpoint import load_checkpoint, load_weights_into, save_checkpoint
 from denoiserec.train.evaluate import Evaluation, evaluate
-from denoiserec.train.order import BATCH_ORDERS, length_batches, random_batches
+from denoiserec.train.order import length_batches, random_batches
+from denoiserec.train.progress import EpochHeartbeat
+from denoiserec.train.settings import TrainConfig
 from denoiserec.train.stages import apply_stage
-
-CHECKPOINTS = ("best", "last")  # the run directory's weights: best valid epoch, final epoch
-INSTANCES = ("prefix", "window")
-DEVICES = ("auto", "cpu", "cuda")
-VALID_METRICS = (*(f"{name}@{k}" for name in METRIC_NAMES for k in DEFAULT_KS), "auc")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The training loop (one loop for every model)."""
-
-    epochs: int = 200
-    """Maximum number of epochs."""
-    batch_size: int = 256
-    """Training instances per batch."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    weight_decay: float = 0.0
-    """Adam weight decay (L2, as ``torch.optim.Adam``)."""
-    clip_grad_norm: float = 0.0
-    """Clip the gradient norm to this value; 0 = off (RecBole default)."""
-    warmup_steps: int = 0
-    """Linear learning-rate warm-up over this many batches, then constant."""
-    loss: str = "ce"
-    """``ce`` (softmax over all items), ``bpr`` (``n_negatives`` uniform negatives per
-    positive) or ``sampled`` (softmax over ``n_negatives`` uniform negatives shared by the
-    batch, logQ-corrected: for large catalogues)."""
-    n_negatives: int = 1
-    """``bpr``: negatives per positive; ``sampled``: shared negatives per batch."""
-    label_smoothing: float = 0.0
-    """``ce`` only: label smoothing of the softmax targets (0 = off)."""
-    instances: str = "prefix"
-    """``prefix`` = every prefix is an instance, scored at its last position (RecBole);
-    ``window`` = all positions of windows at once (the fast mode: next-item on every position
-    for causal models, Cloze over the whole window for BERT4Rec; not MSDCCL)."""
-    window_stride: int = 0
-    """``window`` only: windows of ``max_len`` targets advance by this many (0 = ``max_len``,
-    no overlap); each target counts once per epoch, in the window where its context is
-    longest, so a smaller stride gives every target a longer context."""
-    window_offsets: bool = False
-    """``window`` only: shift each user's cut points by an offset drawn anew every epoch (from
-    the seed and the epoch), so no target always sits at the start of a window."""
-    batch_order: str = "auto"
-    """Which instances share a batch (``train/order.py``): ``random`` | ``length`` (shuffled,
-    sorted by input length within chunks of 100 batches, batches shuffled: far less padding
-    on short sequences) | ``auto`` (``length`` for prefix instances, ``random`` for windows).
-    The instances are the same either way."""
-    valid_metric: str = "ndcg@10"
-    """Early stopping and model selection metric, on the validation set."""
-    selection_window: int = 1
-    """Select and stop on the mean of the valid metric over the last this-many evaluations
-    (1 = the raw value, RecBole's rule); the checkpoint kept is the one of the window's last
-    epoch. A window of 3 keeps a noisy curve (fast mode, small data) from selecting a spike."""
-    patience: int = 10
-    """Stop once more than this many evaluations brought no improvement (RecBole
-    ``stopping_step``, same rule)."""
-    eval_batch_size: int = 4096
-    """Instances per evaluation batch."""
-    eval_item_chunk: int = 0
-    """Score this many items at a time, merging top Ks (bounded memory for huge catalogues;
-    ranks beyond the largest K become K + 1; train/evaluate.py); 0 = all items at once."""
-    seed: int = 2020
-    """Seed of parameters, shuffling, dropout and sampling."""
-    deterministic: bool = True
-    """Request deterministic CUDA kernels (CPU runs are repeatable without it)."""
-    device: str = "auto"
-    """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
-    threads: int = 0
-    """CPU threads for torch; 0 = torch's default."""
-    progress: bool = True
-    """Show a progress bar."""
-    reweight: str = "none"
-    """Per-sample weights of the recommendation term: ``none`` | ``atjt`` (train/atjt.py)."""
-    atjt: ATJTConfig = field(default_factory=ATJTConfig)
-    """ATJT's settings (``train.reweight=atjt`` only)."""
-
-    def __post_init__(self) -> None:
-        check_choice("train.instances", self.instances, INSTANCES)
-        check_choice("train.loss", self.loss, LOSSES)
-        check_choice("train.valid_metric", self.valid_metric, VALID_METRICS)
-        check_choice("train.device", self.device, DEVICES)
-        check_choice("train.batch_order", self.batch_order, BATCH_ORDERS)
-        check_range("train.lr", self.lr, 0, low_open=True)
-        check_range("train.weight_decay", self.weight_decay, 0)
-        check_range("train.clip_grad_norm", self.clip_grad_norm, 0)
-        check_range("train.label_smoothing", self.label_smoothing, 0, 1, high_open=True)
-        for key in ("epochs", "batch_size", "n_negatives", "eval_batch_size", "seed",
-                    "selection_window"):
-            check_range(f"train.{key}", getattr(self, key), 1)
-        for key in ("warmup_steps", "patience", "threads", "window_stride", "eval_item_chunk"):
-            check_range(f"train.{key}", getattr(self, key), 0)
-        if self.instances == "prefix" and (self.window_stride or self.window_offsets):
-            raise ConfigError("train.window_stride and train.window_offsets need "
-                              "train.instances=window")
-        if self.label_smoothing and self.loss != "ce":
-            raise ConfigError("train.label_smoothing needs train.loss=ce")
-        check_reweight(self.reweight, self.atjt)
 
 
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
@@ -209,10 +113,12 @@ class Trainer:
         self.train_config = train
         self.split = split
         self.run_dir = run_dir
+        self.folder = RunFolder(run_dir)  # where checkpoints go (names: runfolder.py)
         self.max_len = max_len
         self.device = resolve_device(train.device)
         if train.instances == "window" and not model.window_training:
             raise ConfigError(f"train.instances=window: {model.window_refusal or model.name}")
+        check_objective(model, train.loss, train.label_smoothing, train.n_negatives)
         if train.window_stride > max_len:
             raise ConfigError(f"train.window_stride ({train.window_stride}) must be at most "
                               f"data.max_len ({max_len})")
@@ -294,9 +200,12 @@ class Trainer:
                     on_batch: Callable[[int, ModelOutput], None] | None = None,
                     ) -> tuple[float, dict[str, float]]:
         """One epoch (or its first ``max_batches`` batches): mean loss and mean loss parts;
-        ``on_batch(step, output)`` after every optimiser step (diagnostics)."""
+        ``on_batch(step, output)`` after every optimiser step (diagnostics). The model learns
+        where training is only from the :class:`TrainingProgress` passed to its ``loss``."""
         self.model.train()
-        apply_stage(self.model, epoch, self.optimizer, self.scheduler)  # staged models only
+        stage = self.model.training_stage(epoch)  # staged models (END4Rec) only
+        if stage is not None:
+            apply_stage(self.model, stage, epoch, self.optimizer, self.scheduler)
         if self.train_config.window_offsets:
             self.instances = self._instances(epoch)
         batches = self._batches(epoch)
@@ -305,12 +214,15 @@ class Trainer:
         bar = tqdm(batches[:max_batches], desc=f"epoch {epoch}", leave=False, unit="batch",
                    mininterval=1.0,
                    disable=None if self.train_config.progress else True)  # None: tty only
+        beat = EpochHeartbeat(epoch, len(batches[:max_batches]), self.train_config,
+                              terminal=not bar.disable)
         for step, index in enumerate(bar):
-            self.model.on_batch_start(epoch, epoch * steps_per_epoch + step)
+            progress = TrainingProgress(epoch=epoch, batch=step, steps_per_epoch=steps_per_epoch,
+                                        stage=stage)
             index, empty = distributed.shard(index, self.ranks)
             batch = self._batch(index.to(self.device))
             output = self.reweighter.reweight(  # per-sample weights (train.reweight)
-                batch, self.loss_function(batch, self.objective), epoch, step)
+                batch, self.loss_function(batch, self.objective, progress), progress)
             output, loss_value, factor = distributed.reduce_loss(  # the global batch's
                 output, batch, empty, self.ranks, self.device)  # mean loss and parts
             if not math.isfinite(loss_value):
@@ -333,6 +245,7 @@ class Trainer:
             for name, value in output.parts.items():
                 parts_total[name] = parts_total.get(name, 0.0) + value
             count += 1
+            beat.tick(step, total / count)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{total / count:.4f}")
         return total / count, {name: value / count for name, value in parts_total.items()}
@@ -353,7 +266,7 @@ class Trainer:
     def save_last(self) -> None:
         if not self.ranks.is_main:  # rank 0 writes for all
             return
-        save_checkpoint(self.run_dir / "last.pt", {
+        save_checkpoint(self.folder.checkpoint("last"), {
             "meta": self.meta(), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "epoch": self.state.epoch, "best_epoch": self.state.best_epoch,
@@ -364,12 +277,12 @@ class Trainer:
 
     def resume(self) -> bool:
         """Restore ``last.pt`` if the run directory has one; True when resumed."""
-        path = self.run_dir / "last.pt"
+        path = self.folder.checkpoint("last")
         data = distributed.read_on_main(path, self.ranks)  # rank 0 reads it for every rank
         if data is None:
             return False
         state = load_checkpoint(path, expect=self.meta(), data=data)
-        self.model.load_state_dict(state["model"])
+        load_weights_into(self.model, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.reweighter.load_state_dict(state.get("reweight", {}))
@@ -382,13 +295,10 @@ class Trainer:
 
     def load_weights(self, checkpoint: str = "best") -> None:
         """Load the weights of ``best.pt`` (or of ``last.pt``, the final epoch's, when asked)."""
-        if checkpoint not in CHECKPOINTS:
-            choices = " or ".join(CHECKPOINTS)
-            raise ConfigError(f"checkpoint '{checkpoint}' unknown (choose {choices})")
-        path = self.run_dir / f"{checkpoint}.pt"
+        path = self.folder.checkpoint(checkpoint)
         state = load_checkpoint(path, expect=self.meta(),
                                 data=distributed.read_on_main(path, self.ranks))
-        self.model.load_state_dict(state["model"])
+        load_weights_into(self.model, state["model"], path)
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, on_epoch: Any = None) -> None:
@@ -409,16 +319,16 @@ class Trainer:
             recent = [e["valid"][metric] for e in self.state.history[-train.selection_window + 1:]
                       ] if train.selection_window > 1 else []
             value = float(np.mean([*recent, valid.metrics[metric]]))  # trailing mean
-            plan = getattr(self.model, "training_stage", None)  # staged models (END4Rec)
+            stage = self.model.training_stage(epoch)  # staged models (END4Rec)
             self.state.history.append({
                 "epoch": epoch, "train_loss": loss, "loss_parts": parts,
                 "train_seconds": train_seconds, "valid_seconds": valid_seconds,
                 "valid": valid.metrics, "selection_value": value,
-                "stage": plan(epoch).number if plan is not None else None})
+                "stage": stage.number if stage is not None else None})
             if self.state.improves(value):
                 self.state.best_value, self.state.best_epoch = round(value, 4), epoch
                 if self.ranks.is_main:
-                    save_checkpoint(self.run_dir / "best.pt",
+                    save_checkpoint(self.folder.checkpoint("best"),
                                     {"meta": self.meta(), "model": self.model.state_dict()})
             self.state.epoch = epoch + 1
             self.save_last()
