@@ -38,8 +38,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from denoiserec.runfolder import RunFolder
-
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "out" / "campaign"
 SEEDS = (2020, 2021, 2022)
@@ -194,6 +192,8 @@ def run_dir(output: Path, cell: Cell) -> Path:
 
 
 def finished(path: Path) -> bool:
+    from denoiserec.runfolder import RunFolder
+
     return RunFolder(path).finished()
 
 
@@ -299,6 +299,8 @@ ROW_COST = {"msdccl": 3.0, "msdccl-control": 2.0, "mgsd-wss": 3.5, "bert4rec": 1
 def _hints(output: Path, all_cells: list[Cell]) -> dict[tuple[str, str], float]:
     """Measured epoch seconds per (dataset, row), from any cell of it that has trained."""
     from campaign_report import epoch_seconds
+
+    from denoiserec.runfolder import RunFolder
 
     measured: dict[tuple[str, str], float] = {}
     for cell in all_cells:
