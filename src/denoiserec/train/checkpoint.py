@@ -31,8 +31,8 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None,
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
             warnings.simplefilter("ignore")
-            state = torch.load(path if data is None else data, map_location="cpu",
-                               weights_only=True)
+            state = torch.load(path if data is None else data, weights_only=True,
+                               map_location="cpu")
     except Exception as err:  # corrupt, truncated, or holding arbitrary objects
         raise CheckpointError(f"{path}: not a readable denoiserec checkpoint "
                               f"({unreadable_reason(err)})") from None
