@@ -4,8 +4,9 @@ Every setting of every section and of every registered model, one at a time (not
 the run directory records the fingerprint of a base configuration, the setting gets another
 valid value, and the decision both ``train`` and ``compare`` take (``run.mismatch`` against
 ``run.fingerprint``) must refuse, naming the setting. Only the settings a resumed run may
-change (``run.RESUMABLE_CHANGES``: epochs, progress bar, threads, device, evaluation batch
-size) are exempt, and each of them must be accepted.
+change (``RESUMABLE_CHANGES``: epochs, progress bar, threads, device, evaluation batch size
+and item chunk) and how the data are read (``READING_CHANGES``: engine, memory limit; the log's
+digest is in the fingerprint) are exempt, and each of them must be accepted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 from denoiserec import run as run_module
 from denoiserec.errors import ConfigError
-from denoiserec.fingerprints import RESUMABLE_CHANGES, fingerprint, mismatch
+from denoiserec.fingerprints import READING_CHANGES, RESUMABLE_CHANGES, fingerprint, mismatch
 from denoiserec.models import MODELS
 from denoiserec.runconfig import RunConfig, differences, flatten, load_config, resolve
 from denoiserec.runfolder import RunFolder
@@ -33,8 +34,10 @@ COMPANIONS = {
     "train.n_negatives": ["train.loss=bpr"],
     "protocol.n_negatives": ["protocol=sampled"],
 }
-# the resumable training settings, and the trackers (they observe a run, change none of it)
+# the resumable training settings, how the data are read, and the trackers (they observe a
+# run, change none of it)
 EXEMPT = {f"train.{key}" for key in RESUMABLE_CHANGES} | {
+    f"data.{key}" for key in READING_CHANGES} | {
     "track.tensorboard", "track.mlflow", "track.mlflow_uri", "track.mlflow_experiment"}
 
 
@@ -70,7 +73,7 @@ def _candidates(key: str, value: Any, error: str = "") -> list[Any]:
     if isinstance(value, float):
         return [value * 2 if value else 0.5, value / 2, value + 0.1, 0.05, 0.9]
     if isinstance(value, str):
-        return [f"{value}x", "1"]
+        return [f"{value}x", "1", "2GB"]
     if isinstance(value, (list, tuple)) and value:
         return [[value[0] + 1, *value[1:]], list(value[:-1])]
     return [1, 0.5, "x", True]
@@ -140,4 +143,5 @@ def test_a_run_is_not_reused_after_any_setting_that_changes_results(
 
 def test_the_exempt_settings_are_the_resumable_ones() -> None:
     assert {"epochs", "progress", "progress_seconds", "threads", "device",
-            "eval_batch_size"} == RESUMABLE_CHANGES
+            "eval_batch_size", "eval_item_chunk"} == RESUMABLE_CHANGES
+    assert {"engine", "memory_limit"} == READING_CHANGES

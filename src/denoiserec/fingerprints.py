@@ -20,6 +20,9 @@ from denoiserec.runfolder import RunFolder
 # settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = {"epochs", "progress", "progress_seconds", "threads", "device",
                      "eval_batch_size", "eval_item_chunk"}
+# how the data are read, not what they are: the same log either way (tested), and the
+# fingerprint holds the log's digest
+READING_CHANGES = {"engine", "memory_limit"}
 
 
 def load_run_config(run_dir: Path | str) -> RunConfig:
@@ -35,10 +38,13 @@ def load_run_config(run_dir: Path | str) -> RunConfig:
 
 
 def comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """A config mapping, resolved (so defaults added since count), less RESUMABLE_CHANGES."""
+    """A config mapping, resolved (so defaults added since count), less RESUMABLE_CHANGES
+    and READING_CHANGES."""
     out = json.loads(json.dumps(resolve(config_dict).to_dict()))
     for key in RESUMABLE_CHANGES:
         out["train"].pop(key, None)
+    for key in READING_CHANGES:
+        out["data"].pop(key, None)
     out.pop("track", None)  # trackers observe a run; they change none of its numbers
     return out
 
