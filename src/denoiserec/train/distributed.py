@@ -146,11 +146,11 @@ class _Loss(nn.Module):
         return self.model.loss(batch, objective, progress)
 
 
-def loss_function(model: SequentialRecommender, ranks: Ranks
-                  ) -> Callable[..., ModelOutput]:
-    """``model.loss`` itself, or through DistributedDataParallel when there are ranks."""
+def data_parallel(model: SequentialRecommender, ranks: Ranks) -> nn.Module | None:
+    """``model.loss`` under DistributedDataParallel when there are ranks (call it with the
+    loss's arguments), else None: the trainer then calls ``model.loss`` itself."""
     if not ranks.active:
-        return model.loss
+        return None
     device = next(model.parameters()).device
     return nn.parallel.DistributedDataParallel(
         _Loss(model), device_ids=[device] if device.type == "cuda" else None,

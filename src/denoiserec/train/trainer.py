@@ -124,7 +124,7 @@ class Trainer:
                               f"data.max_len ({max_len})")
         self.model = model.to(self.device)
         self.ranks = distributed.current()  # torchrun's ranks (train/distributed.py), or one
-        self.loss_function = distributed.loss_function(self.model, self.ranks)
+        self.data_parallel = distributed.data_parallel(self.model, self.ranks)
         self.objective = Objective(train.loss, train.n_negatives, train.label_smoothing)
         self.batcher = Batcher(split.log, max_len, self.device)
         self.negatives = (None if split.train_negatives is None  # ctr: fixed, paired
@@ -196,6 +196,12 @@ class Trainer:
         return torch.clamp(ends - starts, max=self.max_len)
 
     # -- one epoch ---------------------------------------------------------------------------
+    def _loss(self, batch: Batch, progress: TrainingProgress) -> ModelOutput:
+        """The model's loss on ``batch``, through DistributedDataParallel under torchrun."""
+        if self.data_parallel is None:
+            return self.model.loss(batch, self.objective, progress)
+        return self.data_parallel(batch, self.objective, progress)
+
     def train_epoch(self, epoch: int, max_batches: int | None = None,
                     on_batch: Callable[[int, ModelOutput], None] | None = None,
                     ) -> tuple[float, dict[str, float]]:
@@ -222,7 +228,7 @@ class Trainer:
             index, empty = distributed.shard(index, self.ranks)
             batch = self._batch(index.to(self.device))
             output = self.reweighter.reweight(  # per-sample weights (train.reweight)
-                batch, self.loss_function(batch, self.objective, progress), progress)
+                batch, self._loss(batch, progress), progress)
             output, loss_value, factor = distributed.reduce_loss(  # the global batch's
                 output, batch, empty, self.ranks, self.device)  # mean loss and parts
             if not math.isfinite(loss_value):
