@@ -386,17 +386,10 @@ def read_log_file(path: str | Path, columns: Mapping[str, str] | None = None) ->
 
 
 def read_log(path: str | Path, columns: Mapping[str, str] | None = None) -> RawLog:
-    """Read any supported interaction file, choosing the reader from its name.
-
-    Args:
-        path: ``.inter`` (atomic), ``u.data`` / ``.dat`` (MovieLens), ``.txt`` (line per
-            user), ``UserBehavior*.csv`` (Taobao), ``.csv`` / ``.tsv`` / ``.tab`` /
-            ``.parquet`` / ``.pq`` (table).
-        columns: the role -> column mapping of ``read_table``; only tables take one.
-
-    Returns:
-        The file's log.
-    """
+    """The log of any supported file, the reader chosen from its name: ``.inter`` (atomic),
+    ``u.data`` / ``.dat`` (MovieLens), ``.txt`` (line per user), ``UserBehavior*.csv`` (Taobao),
+    ``.csv`` / ``.tsv`` / ``.tab`` / ``.parquet`` / ``.pq`` (table; ``columns``: the role ->
+    column mapping of ``read_table``, for tables only)."""
     path = Path(path)
     if _reader_for(path) is _line_per_user_file and not columns:
         return read_line_per_user(path)  # without the rows table only clean needs
