@@ -4,7 +4,7 @@
 #               tests' small run (tests/ddp_worker.py); compared with one plain process.
 #   throughput: ml-1m, fast mode, 1 process x 2 threads vs 2 processes x 1 thread, same global
 #               batch; seconds per training epoch from each run's metrics.json.
-# Usage: benchmarks/ddp_runs.sh nodes|throughput OUT_DIR
+# Usage: [EPOCHS=N] benchmarks/ddp_runs.sh nodes|throughput OUT_DIR   (throughput: N epochs, 2)
 set -euo pipefail
 step=$1
 out=$2
@@ -35,7 +35,7 @@ PY
   ;;
 throughput)
   settings=(--model sasrec --dataset ml-1m --set train.instances=window --set data.max_len=200
-            --set train.batch_size=64 --set train.epochs=2 --set train.progress=false
+            --set train.batch_size=64 --set train.epochs=${EPOCHS:-2} --set train.progress=false
             --set model.hidden_dropout=0.2 --set model.attn_dropout=0.2)
   rm -rf "$out/p1t2" "$out/p2t1"
   OMP_NUM_THREADS=2 .venv/bin/denoiserec train "${settings[@]}" --set train.threads=2 \
