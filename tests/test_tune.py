@@ -186,3 +186,16 @@ def test_a_restarted_worker_does_not_repeat_its_draws(tmp_path):
     trials = trials_of(first.output)
     assert len(trials) == 2
     assert trials[0].params["train.lr"] != trials[1].params["train.lr"]
+
+
+def test_tune_refuses_torchrun(monkeypatch, tmp_path):
+    """Trials prune themselves one process at a time: under torchrun a pruned rank would leave
+    the others waiting, so the command says what to do instead."""
+    from denoiserec.tuning import TuneJob, load_spec, tune
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="does not run under torchrun"):
+        tune(TuneJob(spec=load_spec("sasrec-fast"), config=None, overrides=(),
+                     output=tmp_path / "study", storage=None, worker=0))
+    assert not (tmp_path / "study").exists()
+

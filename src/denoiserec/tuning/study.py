@@ -38,6 +38,7 @@ from denoiserec.errors import ConfigError, DenoiserecError
 from denoiserec.fingerprints import comparable
 from denoiserec.run import test_run, train_config
 from denoiserec.runconfig import load_config
+from denoiserec.train.distributed import world_size
 from denoiserec.tuning.outputs import write_outputs
 from denoiserec.tuning.space import TuneSpec, check_space, trial_overrides
 
@@ -264,6 +265,9 @@ def finish(job: TuneJob, study: Any) -> dict[str, Any] | None:
 
 def tune(job: TuneJob) -> dict[str, Any] | None:
     """Run a worker, then (the last worker) test the best trial: ``denoiserec tune``."""
+    if world_size() > 1:  # a rank pruned alone would leave the others waiting on it
+        raise ConfigError("denoiserec tune does not run under torchrun: start more workers "
+                          "(--worker K) on one study instead")
     started = time.perf_counter()
     study = run_worker(job)
     result = finish(job, study)
