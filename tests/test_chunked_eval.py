@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from denoiserec.data.batches import Batcher
+from denoiserec.errors import ConfigError
 from denoiserec.metrics import DEFAULT_KS
 from denoiserec.models import build_model
 from denoiserec.models.base import SequentialRecommender
 from denoiserec.protocols import ProtocolConfig, split
 from denoiserec.runconfig import load_config
 from denoiserec.train.evaluate import chunk_top, evaluate, merge_top
+from denoiserec.train.settings import TrainConfig
 from tests.conftest import make_log
 
 K = max(DEFAULT_KS)
@@ -92,3 +94,11 @@ def test_top_k_order_against_a_sorted_list():
             assert values[row].tolist() == [scores[row, c].item() for c in brute]
     values, ids = merge_top(scores, torch.arange(40).expand(6, 40), 40)
     assert (values[:, :-1] >= values[:, 1:]).all()
+
+
+def test_a_negative_item_chunk_is_refused():
+    # the merge of issue 29 dropped eval_item_chunk from the settings' range checks: -3 was
+    # taken silently and ranked every item at once
+    with pytest.raises(ConfigError, match=r"train.eval_item_chunk must be in \[0, inf\)"):
+        TrainConfig(eval_item_chunk=-3)
+    assert TrainConfig(eval_item_chunk=0).eval_item_chunk == 0

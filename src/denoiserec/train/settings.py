@@ -101,7 +101,7 @@ class TrainConfig:
                     "selection_window"):
             check_range(f"train.{key}", getattr(self, key), 1)
         for key in ("warmup_steps", "patience", "threads", "window_stride", "seed",
-                    "progress_seconds"):
+                    "progress_seconds", "eval_item_chunk"):
             check_range(f"train.{key}", getattr(self, key), 0)
         if self.instances == "prefix" and (self.window_stride or self.window_offsets):
             raise ConfigError("train.window_stride and train.window_offsets need "
