@@ -105,6 +105,34 @@ def test_parameter_bytes_equal_a_real_build_and_too_large_a_model_is_refused(tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_a_large_catalogue_trained_on_sampled_negatives_is_not_refused(monkeypatch):
+    # issue 29's scale-out path (1M items, train.loss=sampled, windows): the estimate counted
+    # scores over the whole catalogue for every loss (143 GiB) and refused it after the merge
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from denoiserec.train import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 4 * 2**30)  # 4 GiB free
+    config = load_config(overrides=["model=sasrec", "data.max_len=50"])
+    split = SimpleNamespace(log=SimpleNamespace(n_items=1_000_000,
+                                                offsets=np.array([0, 60, 100])))
+
+    def check(loss, processes=1, batch_size=256):
+        memory.check_memory(config.model, split, 50, batch_size, True, torch.device("cpu"),
+                            loss=loss, n_negatives=1024, processes=processes)
+
+    check("sampled")
+    check("bpr")
+    with pytest.raises(ConfigError, match="need at least"):
+        check("ce")
+    with pytest.raises(ConfigError, match="need at least"):
+        check("sampled", batch_size=2**17)
+    check("sampled", processes=64, batch_size=2**17)  # each process holds its share
+
+
 # -------------------------------------------------------------- accepted silently, or wrong
 
 

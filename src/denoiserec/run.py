@@ -100,7 +100,8 @@ def prepare(config: RunConfig, log: Interactions | None = None) -> Split:
 def make_trainer(config: RunConfig, split_: Split, run_dir: Path) -> Trainer:
     """Seed, build the model for the split's catalogue, and hand both to a Trainer."""
     check_memory(config.model, split_, config.data.max_len, config.train.batch_size,
-                 config.train.instances == "window", resolve_device(config.train.device))
+                 config.train.instances == "window", resolve_device(config.train.device),
+                 config.train.loss, config.train.n_negatives, distributed.world_size())
     prepare_torch(config.train)
     model = build_model(config.model, split_.log.n_items, config.data.max_len)
     return Trainer(model, split_, config.train, config.data.max_len, run_dir)

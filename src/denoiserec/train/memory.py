@@ -4,8 +4,11 @@ allocator's traceback after it tried to take the memory).
 
 The estimate is a lower bound, so that it never refuses a run that fits: the parameters (counted
 exactly by building the model on PyTorch's ``meta`` device, which allocates nothing) times four
-(weights, gradients and Adam's two moments), plus one training batch's scores over the catalogue
-(logits, their softmax and its gradient, float32). Activations inside the encoder come on top.
+(weights, gradients and Adam's two moments), plus one training batch's scores (logits, their
+softmax and its gradient, float32): over the catalogue for ``train.loss=ce``, over the target and
+its ``n_negatives`` for ``sampled`` and ``bpr`` (the losses for catalogues too large to score);
+under torchrun one process holds its share of the batch only. Activations inside the encoder come
+on top.
 """
 
 from __future__ import annotations
@@ -50,15 +53,19 @@ def device_memory(device: torch.device) -> int | None:
 
 
 def check_memory(model_config: Any, split: Split, max_len: int, batch_size: int,
-                 window: bool, device: torch.device) -> None:
+                 window: bool, device: torch.device, loss: str = "ce", n_negatives: int = 1,
+                 processes: int = 1) -> None:
     """Refuse in one line settings whose training needs more than the free memory of
-    ``device`` (see the module docstring for what is counted)."""
+    ``device`` (see the module docstring for what is counted); ``loss`` and ``n_negatives``
+    are ``train.loss`` and ``train.n_negatives``, ``processes`` the ranks sharing a batch."""
     free = device_memory(device)
     n_items = split.log.n_items
     params, largest = parameter_bytes(model_config, n_items, max_len)
     longest = int(np.diff(split.log.offsets).max(initial=1))
     positions = min(max_len, longest) if window else 1
-    scores = batch_size * positions * (n_items + 1) * FLOAT_BYTES * SCORE_COPIES
+    columns = n_items + 1 if loss == "ce" else n_negatives + 1
+    local_batch = -(-batch_size // max(1, processes))  # this process's share
+    scores = local_batch * positions * columns * FLOAT_BYTES * SCORE_COPIES
     need = params * PARAMETER_COPIES + scores
     if free is not None and need > free:
         raise ConfigError(
