@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from denoiserec.protocols import EvalSet
 from denoiserec.train import distributed
+from denoiserec.train.evaluate import Evaluation
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 TIMEOUT = 300
@@ -68,3 +70,29 @@ def test_shards_cover_each_global_batch_once():
     assert not any(empty for _, empty in shards)
     local, empty = distributed.shard(torch.arange(2), distributed.Ranks(2, 3))
     assert empty and len(local) == 1  # a rank without instances still takes part, weight 0
+
+
+def _gather_one_instance(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        def evaluate(part: EvalSet) -> Evaluation:  # the real one cannot rank an empty set
+            assert len(part.users), "evaluate called on an empty shard"
+            return Evaluation(metrics={}, ranks=part.targets * 0 + 4, users=part.users,
+                              protocol="recbole")
+
+        one = EvalSet(users=np.array([3]), targets=np.array([9]))
+        found = distributed.sharded_evaluation(evaluate, one, "recbole",
+                                               distributed.Ranks(rank, world))
+        Path(f"{out}.{rank}").write_text(json.dumps(found.ranks.tolist()))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_an_evaluation_set_smaller_than_the_ranks_is_gathered(tmp_path):
+    """Rank 1's shard of a one-instance set is empty: it ranks nothing, and both ranks get the
+    one rank."""
+    port = 29500 + os.getpid() % 1000
+    torch.multiprocessing.spawn(_gather_one_instance, args=(2, port, str(tmp_path / "r")),
+                                nprocs=2)
+    assert [json.loads((tmp_path / f"r.{rank}").read_text()) for rank in (0, 1)] == [[4], [4]]

@@ -164,7 +164,8 @@ def train_config(config: RunConfig, run_dir: Path | str | None = None,
     """Train ``config`` into ``run_dir`` (resuming it if it holds an interrupted run).
 
     ``on_epoch(trainer)`` runs after every epoch's line (tracking, pruning: it may raise to
-    stop the run, which then resumes like an interrupted one). ``test=False`` selects on valid
+    stop the run, which then resumes like an interrupted one); under torchrun on rank 0 only,
+    so it must not stop a run there. ``test=False`` selects on valid
     and leaves the test set untouched (a tuning trial: :func:`test_run` tests it later).
     Under torchrun every rank runs this (``train/distributed.py``); rank 0 alone holds the
     lock and writes the run directory, and picks ``run_dir`` when none is given.
@@ -199,10 +200,11 @@ def _train_locked(config: RunConfig, split_: Split, trainer: Trainer, now: dict[
                   started: float, defaulted: bool, on_epoch: OnEpoch | None,
                   test: bool) -> RunResult:
     run_dir, folder = trainer.run_dir, trainer.folder
-    if folder.has_trained():  # trained epochs: only the same inputs may resume
-        problem = mismatch(run_dir, now)
-        if problem:
-            raise ConfigError(f"{run_dir} {problem}; choose another --output")
+    # trained epochs: only the same inputs may resume (rank 0's folder decides for all ranks)
+    problem = mismatch(run_dir, now) if folder.has_trained() else None
+    problem = distributed.agree(problem, trainer.ranks)
+    if problem:
+        raise ConfigError(f"{run_dir} {problem}; choose another --output")
     if trainer.resume():
         done = trainer.state.epoch
         if done > config.train.epochs:

@@ -4,7 +4,8 @@ A run folder holds::
 
     config.yaml      the resolved configuration (re-loadable with --config)
     fingerprint.json the inputs: sha256 of the prepared sequences (noise labels included) and
-                     the configuration less what may change on resume (``run.RESUMABLE_CHANGES``)
+                     the configuration less what may change on resume
+                     (``fingerprints.RESUMABLE_CHANGES``, ``READING_CHANGES``)
     metrics.json     protocol, dataset statistics, valid metrics per epoch, test at best,
                      timings, ``finished``
     best.pt last.pt  checkpoints (tensors only; loaded with weights_only=True)

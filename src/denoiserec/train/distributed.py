@@ -166,7 +166,8 @@ def sharded_evaluation(evaluate: Callable[[EvalSet], Evaluation], eval_set: Eval
     local = EvalSet(users=eval_set.users[part], targets=eval_set.targets[part],
                     negatives=None if eval_set.negatives is None else eval_set.negatives[part])
     shards: list[np.ndarray | None] = [None] * ranks.world
-    dist.all_gather_object(shards, evaluate(local).ranks)
+    mine = evaluate(local).ranks if len(local.users) else np.empty(0, dtype=np.int64)
+    dist.all_gather_object(shards, mine)  # a set smaller than the ranks leaves some empty
     ranks_all = np.empty(len(eval_set), dtype=np.int64)
     for rank, values in enumerate(shards):
         ranks_all[rank::ranks.world] = values

@@ -9,12 +9,13 @@ from typing import Any
 
 class EpochHeartbeat:
     """Prints ``epoch 3: batch 120/800 (15%), loss 7.1234, 184 s`` every
-    ``train.progress_seconds`` of an epoch when ``train.progress`` is on and no bar shows on a
-    ``terminal``."""
+    ``train.progress_seconds`` of an epoch when progress is ``shown`` (``train.progress``, and
+    this process is the one that reports) and no bar shows on a ``terminal``."""
 
-    def __init__(self, epoch: int, batches: int, train: Any, terminal: bool) -> None:
+    def __init__(self, epoch: int, batches: int, train: Any, terminal: bool,
+                 shown: bool) -> None:
         self.epoch, self.batches, self.seconds = epoch, batches, train.progress_seconds
-        self.enabled = train.progress and not terminal
+        self.enabled = shown and not terminal
         self.started = self.last = time.perf_counter()
 
     def tick(self, step: int, mean_loss: float) -> None:

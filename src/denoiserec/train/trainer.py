@@ -217,11 +217,11 @@ class Trainer:
         batches = self._batches(epoch)
         steps_per_epoch = len(batches)
         total, parts_total, count = 0.0, {}, 0
+        shown = self.train_config.progress and self.ranks.is_main  # one process reports
         bar = tqdm(batches[:max_batches], desc=f"epoch {epoch}", leave=False, unit="batch",
-                   mininterval=1.0,
-                   disable=None if self.train_config.progress else True)  # None: tty only
+                   mininterval=1.0, disable=None if shown else True)  # None: tty only
         beat = EpochHeartbeat(epoch, len(batches[:max_batches]), self.train_config,
-                              terminal=not bar.disable)
+                              terminal=not bar.disable, shown=shown)
         for step, index in enumerate(bar):
             progress = TrainingProgress(epoch=epoch, batch=step, steps_per_epoch=steps_per_epoch,
                                         stage=stage)
