@@ -1,0 +1,48 @@
+"""Train some cells of a campaign first, in the order given (issue 25's accuracy check needs the
+SASRec rows of seeds 2021-2022 long before the campaign's order reaches them).
+
+Each cell is trained exactly as the campaign's own workers train it: the checkout's
+``campaign.py`` gives its settings (``cell_config``), it trains into the campaign's cells
+folder under the same lock, and a finished cell is skipped; the campaign's workers later skip
+it as finished. Only the order changes. Run it from the campaign's pinned checkout:
+
+    cd ../campaign && PYTHONPATH=$PWD/src:$PWD/benchmarks DENOISEREC_DATA=../shared/data \\
+        python ../main/benchmarks/campaign_first.py ml-100k-sasrec-seed2021 \\
+        ml-100k-sasrec-random-seed2021
+"""
+
+from __future__ import annotations
+
+import sys
+
+import campaign  # the pinned checkout's, through PYTHONPATH
+
+from denoiserec.compare import claimed
+from denoiserec.run import load_log, train_config
+
+
+def main(names: list[str]) -> None:
+    by_name = {cell.name: cell for cell in campaign.cells([1, 2, 3, 4, 5])}
+    unknown = [name for name in names if name not in by_name]
+    if unknown or not names:
+        sys.exit(f"campaign_first.py: name cells of the campaign (unknown: {unknown})")
+    derived = [name for name in names if by_name[name].row == "clean-retrain"]
+    if derived:
+        sys.exit(f"campaign_first.py: {derived} train on a cleaned log; the campaign's own "
+                 "workers train them")
+    for name in names:
+        cell, path = by_name[name], campaign.run_dir(campaign.DEFAULT_OUTPUT, by_name[name])
+        if campaign.finished(path):
+            print(f"[first] {name}: finished already", flush=True)
+            continue
+        config = campaign.cell_config(cell, "cpu", False)
+        with claimed(path) as mine:
+            if not mine:
+                print(f"[first] {name}: a campaign worker holds it", flush=True)
+                continue
+            print(f"[first] training {name}", flush=True)
+            train_config(config, path, load_log(config))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
