@@ -63,6 +63,16 @@ def test_two_processes_resume_where_they_stopped(tmp_path, one_process):
     assert_same_training(both, one_process)
 
 
+def test_two_processes_with_dropout_resume_what_they_would_have_trained(tmp_path):
+    """With dropout on, each rank draws its own masks (its shard's size differs): the checkpoint
+    keeps every rank's generator, so a resumed 2-process run repeats the uninterrupted one."""
+    dropout = ("model.hidden_dropout=0.3", "model.attn_dropout=0.3")
+    whole = run_worker(tmp_path, "whole", 2, *dropout)
+    first = run_worker(tmp_path, "split", 2, *dropout, "train.epochs=1")
+    resumed = run_worker(tmp_path, "split", 2, *dropout)
+    assert_same_training({**resumed, "losses": first["losses"] + resumed["losses"]}, whole)
+
+
 def test_shards_cover_each_global_batch_once():
     index = torch.arange(11)
     shards = [distributed.shard(index, distributed.Ranks(rank, 3)) for rank in range(3)]

@@ -175,6 +175,15 @@ def sharded_evaluation(evaluate: Callable[[EvalSet], Evaluation], eval_set: Eval
     return Evaluation(metrics=metrics, ranks=ranks_all, users=eval_set.users, protocol=protocol)
 
 
+def gather_objects(value: object, ranks: Ranks) -> list[object]:
+    """Every rank's ``value``, in rank order (``[value]`` for a single process)."""
+    if not ranks.active:
+        return [value]
+    values: list[object] = [None] * ranks.world
+    dist.all_gather_object(values, value)
+    return values
+
+
 def agree(value: object, ranks: Ranks) -> object:
     """Rank 0's ``value`` on every rank."""
     if not ranks.active:

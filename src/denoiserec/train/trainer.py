@@ -270,6 +270,7 @@ class Trainer:
                 "max_len": self.max_len}
 
     def save_last(self) -> None:
+        rngs = distributed.gather_objects(self._rng_state(), self.ranks)  # every rank's draws
         if not self.ranks.is_main:  # rank 0 writes for all
             return
         save_checkpoint(self.folder.checkpoint("last"), {
@@ -279,7 +280,13 @@ class Trainer:
             "best_value": self.state.best_value, "history": self.state.history,
             "torch_rng": torch.get_rng_state(), "reweight": self.reweighter.state_dict(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rank_rngs": rngs if self.ranks.active else [],
         })
+
+    def _rng_state(self) -> dict[str, Any]:
+        """This process's generators (under torchrun each rank's dropout draws its own)."""
+        return {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
     def resume(self) -> bool:
         """Restore ``last.pt`` if the run directory has one; True when resumed."""
@@ -294,9 +301,12 @@ class Trainer:
         self.reweighter.load_state_dict(state.get("reweight", {}))
         self.state = TrainState(epoch=state["epoch"], best_epoch=state["best_epoch"],
                                 best_value=state["best_value"], history=state["history"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        rngs = state.get("rank_rngs") or []
+        mine = (rngs[self.ranks.rank] if len(rngs) == self.ranks.world
+                else {"torch": state["torch_rng"], "cuda": state["cuda_rng"]})
+        torch.set_rng_state(mine["torch"])
+        if mine["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(mine["cuda"])
         return True
 
     def load_weights(self, checkpoint: str = "best") -> None:
