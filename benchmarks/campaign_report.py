@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from denoiserec.atomic import atomic_write_text, lock_holder, pid_alive
+from denoiserec.report.folders import t95
 from denoiserec.runfolder import RunFolder
 
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
 CONTROLS = {"msdccl": "msdccl-control", "mgsd-wss": "mgsd-control", "clean-retrain": "sasrec",
             "end4rec": "sasrec~behaviour", "sasrec-random": "sasrec"}
 REFERENCE = {"retailrocket": "sasrec~behaviour"}  # the "minus SASRec" row per dataset
@@ -69,7 +69,7 @@ def interval(values: list[float]) -> tuple[float, float]:
     array = np.asarray(values, dtype=np.float64)
     if len(array) < 2:
         return float(array.mean()) if len(array) else float("nan"), float("nan")
-    half = T975.get(len(array) - 1, 1.96) * array.std(ddof=1) / np.sqrt(len(array))
+    half = t95(len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
     return float(array.mean()), float(half)
 
 
@@ -104,7 +104,8 @@ def _difference(runs: dict, other: dict) -> str:
     b = np.mean([[u[k] for k in keys] for u in users_other], axis=0)
     p = paired_permutation_test(a, b).p_value
     spread = f" ± {half:.4f}" if half == half else ""
-    return f"{mean:+.4f}{spread} ({len(seeds)}, p={p:.3f})"
+    shown = "p<0.001" if p < 0.001 else f"p={p:.3f}"
+    return f"{mean:+.4f}{spread} ({len(seeds)}, {shown})"
 
 
 def _liveness(runs: dict) -> str:
@@ -121,9 +122,11 @@ def _detection(runs: dict) -> str:
     found = [d for _, path in runs.values() if (d := RunFolder(path).read_detection())]
     if not found:
         return ""
-    own = np.mean([d["roc_auc"] for d in found])
-    surprise = np.mean([d.get("surprise_roc_auc", d["roc_auc"]) for d in found])
-    return f"{own:.3f} / {surprise:.3f}"
+    native = [d["roc_auc"] for d in found if d.get("scorer") == "native"]
+    surprise = [value for d in found if (value := d["roc_auc"] if d.get("scorer") != "native"
+                                         else d.get("surprise_roc_auc")) is not None]
+    own = f"{np.mean(native):.3f}" if native else "–"  # a model without its own noise scores
+    return own + " / " + (f"{np.mean(surprise):.3f}" if surprise else "–")
 
 
 def detect(output: Path, cells: list) -> None:

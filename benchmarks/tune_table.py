@@ -17,6 +17,7 @@ if not __package__:  # run as a file (python benchmarks/NAME.py): make `benchmar
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import mean_interval  # noqa: E402
+from denoiserec.report.folders import sample_sd  # noqa: E402
 
 SEEDS = (2020, 2021, 2022)
 
@@ -34,6 +35,14 @@ def values(study: Path, name: str, split: str) -> dict[int, float]:
     return out
 
 
+def mean_sd_cell(values: list[float]) -> str:
+    """'mean ± sd' over the seeds; the mean alone for one seed (its sd is unknown)."""
+    if not values:
+        return "–"
+    sd = sample_sd(values)
+    return f"{statistics.mean(values):.4f}" + ("" if sd != sd else f" ± {sd:.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path)
@@ -42,9 +51,7 @@ def main() -> None:
     table = {name: {split: values(args.study, name, split) for split in ("valid", "test")}
              for name in ("default", "best")}
     for name, splits in table.items():
-        cells = [f"{statistics.mean(v.values()):.4f} ± "
-                 f"{statistics.stdev(v.values()) if len(v) > 1 else 0:.4f}" if v else "–"
-                 for v in splits.values()]
+        cells = [mean_sd_cell(list(v.values())) for v in splits.values()]
         print(f"| {name} | {len(splits['test'])} | {cells[0]} | {cells[1]} |")
     for split in ("valid", "test"):
         common = sorted(set(table["best"][split]) & set(table["default"][split]))

@@ -89,15 +89,43 @@ def test_compare_pairs_per_user_values_by_user_not_by_file_order(tmp_path):
     per_user_b = {u: (_ndcg10(ranks_b[u]) + _ndcg10(ranks_b2[u])) / 2 for u in users}
     reference = paired_permutation_test(np.array([per_user_b[u] for u in sorted(users)]),
                                         np.array([_ndcg10(ranks_a[u]) for u in sorted(users)]))
-    summary = summarize([_cell("x", same_a), _cell("y", other_b), _cell("y", other_b2, 1)],
-                        ["x", "y"], [0.0])
+    summary = summarize([_cell("x", same_a), _cell("x", same_a, 1), _cell("y", other_b),
+                         _cell("y", other_b2, 1)], ["x", "y"], [0.0])
     assert summary[1].diff_vs_first == pytest.approx(reference.mean_difference, abs=1e-12)
-    assert summary[1].p_vs_first == reference.p_value
+    assert summary[1].p_vs_first == reference.p_value and summary[1].seeds_vs_first == 2
     p_value, difference = paired_user_test(per_user_ndcg(other_b), per_user_ndcg(same_b))
     by_user = paired_permutation_test(
         np.array([_ndcg10(ranks_b[u]) for u in sorted(users)]),
         np.array([_ndcg10(ranks_a[u]) for u in sorted(users)]))
     assert (p_value, difference) == pytest.approx((by_user.p_value, by_user.mean_difference))
+
+
+def test_compare_tests_models_over_the_seeds_both_have(tmp_path):
+    """With cells still missing (``compare --no-train``), a model's per-user values are compared
+    over the seeds both models finished, never one model's seeds against another's."""
+    from denoiserec.compare import summarize
+    from denoiserec.report.comparison import write_outputs
+
+    users = [f"u{i}" for i in range(30)]
+    perfect = {u: 1 for u in users}  # both models rank every target first under seed 0 ...
+    worse = {u: 11 for u in users}   # ... and x ranks it 11th under seeds 1 and 2
+    base = _write_ranks(tmp_path / "base0", perfect, users)
+    x = [_write_ranks(tmp_path / f"x{s}", perfect if s == 0 else worse, users) for s in range(3)]
+    cells = [_cell("base", base), *(_cell("x", x[s], s) for s in range(3))]
+    for s in (1, 2):  # x's test NDCG@10 is lower under seeds 1 and 2
+        cells[1 + s] = dataclasses.replace(cells[1 + s], test={**cells[1 + s].test,
+                                                               "ndcg@10": 0.2})
+    summary = summarize(cells, ["base", "x"], [0.0])
+    assert summary[1].seeds_vs_first == 1  # seed 0 only: the same ranks, no difference
+    assert summary[1].diff_vs_first == 0.0 and summary[1].p_vs_first == 1.0
+    text = write_outputs(cells, summary, ["base", "x"], "insert", "handmade", "recbole",
+                         tmp_path)
+    assert "1 (+0.0000, 1 seeds)" in text  # the table says the test used 1 of x's 3 seeds
+    noisy = [dataclasses.replace(c, noise=0.2) for c in cells[1:]]  # x at noise 0.2: seed 0 ...
+    summary = summarize([*cells, noisy[0]], ["base", "x"], [0.0, 0.2])
+    (row,) = [r for r in summary if r.noise == 0.2]
+    assert row.seeds_vs_clean == 1 and row.relative_change_vs_clean == 0.0  # ... vs seed 0
+    # (over x's three clean seeds it would read 0.5 / 0.3 - 1 = +67 %)
 
 
 # ----------------------------------------------------------------------------- 2. clean

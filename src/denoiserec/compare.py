@@ -266,19 +266,37 @@ def paired_user_test(a: dict[str, float], b: dict[str, float]) -> tuple[float, f
     return test.p_value, test.mean_difference
 
 
+def _seed_mean(per_seed: dict[int, dict[str, float]], seeds: list[int]) -> dict[str, float]:
+    """Per-user NDCG@10 averaged over ``seeds``, for the users every one of them ranked."""
+    users = set.intersection(*(set(per_seed[s]) for s in seeds))
+    return {u: float(np.mean([per_seed[s][u] for s in seeds])) for u in users}
+
+
+def _paired_over_seeds(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]
+                       ) -> tuple[float, float, int] | None:
+    """(p value, mean difference a - b, n) of the per-user test over the seeds both have
+    (None when they share none): sides never mix different seeds."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    return (*paired_user_test(_seed_mean(a, seeds), _seed_mean(b, seeds)), len(seeds))
+
+
 def summarize(cells: list[CellResult], models: list[str], ratios: list[float]
               ) -> list[SummaryRow]:
-    """Mean ± std over seeds per (model, ratio); per-user NDCG@10 (mean over seeds) tested
-    against the first model at the same ratio and against the same model at noise 0."""
-    per_user: dict[tuple[str, float], dict[str, float]] = {}
+    """Mean ± std over seeds per (model, ratio); per-user NDCG@10 (mean over the seeds both
+    sides have) tested against the first model at the same ratio and against the same model at
+    noise 0, the relative change over those seeds too."""
+    per_user: dict[tuple[str, float], dict[int, dict[str, float]]] = {}
+    ndcg: dict[tuple[str, float], dict[int, float]] = {}
     summary: list[SummaryRow] = []
     for ratio in ratios:
         for model in models:
             group = [c for c in cells if c.model == model and c.noise == ratio]
             if not group:  # summarising finished cells only, and none of these
                 continue
-            users = [per_user_ndcg(c.run_dir) for c in group]
-            per_user[model, ratio] = {u: float(np.mean([d[u] for d in users])) for u in users[0]}
+            per_user[model, ratio] = {c.seed: per_user_ndcg(c.run_dir) for c in group}
+            ndcg[model, ratio] = {c.seed: c.test["ndcg@10"] for c in group}
             values = {m: [c.test[m] for c in group] for m in REPORTED}
             detections = [c.detection for c in group if c.detection is not None]
             row = SummaryRow(
@@ -293,14 +311,20 @@ def summarize(cells: list[CellResult], models: list[str], ratios: list[float]
                               detect_roc_auc=statistics.mean(d.roc_auc for d in detections),
                               detect_surprise_roc_auc=statistics.mean(surprise)
                               if surprise else None)
-            if model != models[0] and (models[0], ratio) in per_user:
-                p_value, difference = paired_user_test(per_user[model, ratio],
-                                                       per_user[models[0], ratio])
-                row = replace(row, p_vs_first=p_value, diff_vs_first=difference)
-            clean = [s for s in summary if s.model == model and s.noise == 0]
-            if ratio > 0 and clean:
-                p_value, _ = paired_user_test(per_user[model, ratio], per_user[model, 0.0])
-                row = replace(row, p_vs_clean=p_value, relative_change_vs_clean=row.mean[
-                    "ndcg@10"] / clean[0].mean["ndcg@10"] - 1)
+            first = per_user.get((models[0], ratio))
+            if model != models[0] and first and (tested := _paired_over_seeds(
+                    per_user[model, ratio], first)):
+                p_value, difference, n = tested
+                row = replace(row, p_vs_first=p_value, diff_vs_first=difference,
+                              seeds_vs_first=n)
+            clean = per_user.get((model, 0.0))
+            if ratio > 0 and clean and (tested := _paired_over_seeds(
+                    per_user[model, ratio], clean)):
+                p_value, _, n = tested
+                seeds = sorted(set(ndcg[model, ratio]) & set(ndcg[model, 0.0]))
+                noisy_mean = statistics.mean(ndcg[model, ratio][s] for s in seeds)
+                clean_mean = statistics.mean(ndcg[model, 0.0][s] for s in seeds)
+                row = replace(row, p_vs_clean=p_value, seeds_vs_clean=n,
+                              relative_change_vs_clean=noisy_mean / clean_mean - 1)
             summary.append(row)
     return summary

@@ -93,11 +93,15 @@ class SummaryRow:
     detect_roc_auc: float | None = None
     detect_surprise_roc_auc: float | None = None
     p_vs_first: float | None = None
-    """Paired permutation test of per-user NDCG@10 against the first model, same ratio."""
+    """Paired permutation test of per-user NDCG@10 against the first model, same ratio, over
+    the ``seeds_vs_first`` seeds both have (per-user values averaged over them)."""
     diff_vs_first: float | None = None
+    seeds_vs_first: int | None = None
     p_vs_clean: float | None = None
-    """The same test against the same model at noise 0."""
+    """The same test against the same model at noise 0 (``seeds_vs_clean`` seeds); the
+    relative change of mean NDCG@10 over the same seeds."""
     relative_change_vs_clean: float | None = None
+    seeds_vs_clean: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``summary.json`` entry: metrics as ``name`` and ``name_std``, unset keys left out."""
@@ -112,7 +116,13 @@ class SummaryRow:
 
 
 _OPTIONAL = ("detect_scorer", "detect_roc_auc", "detect_surprise_roc_auc", "p_vs_first",
-             "diff_vs_first", "p_vs_clean", "relative_change_vs_clean")
+             "diff_vs_first", "seeds_vs_first", "p_vs_clean", "relative_change_vs_clean",
+             "seeds_vs_clean")
+
+
+def _fewer_seeds(row: SummaryRow, paired: int | None) -> str:
+    """', n seeds' when a test used fewer seeds than the row has."""
+    return f", {paired} seeds" if paired is not None and paired < row.seeds else ""
 
 
 def _detection_cell(row: SummaryRow) -> str:
@@ -148,14 +158,16 @@ def write_outputs(cells: list[CellResult], summary: list[SummaryRow], models: li
          "p vs " + models[0], "NDCG@10 vs noise 0 (p)", "detection ROC-AUC"],
         [[row.model, row.dataset, row.protocol, f"{row.noise:g}", row.seeds,
           *(_metric_cell(row, m) for m in REPORTED),
-          f"{row.p_vs_first:.3g} ({row.diff_vs_first:+.4f})"
+          f"{row.p_vs_first:.3g} ({row.diff_vs_first:+.4f}{_fewer_seeds(row, row.seeds_vs_first)})"
           if row.p_vs_first is not None and row.diff_vs_first is not None else "-",
-          f"{row.relative_change_vs_clean:+.1%} ({row.p_vs_clean:.3g})"
+          f"{row.relative_change_vs_clean:+.1%} ({row.p_vs_clean:.3g}"
+          f"{_fewer_seeds(row, row.seeds_vs_clean)})"
           if row.relative_change_vs_clean is not None and row.p_vs_clean is not None else "-",
           _detection_cell(row)]
          for row in summary])
     text = (f"dataset: {dataset}   protocol: {protocol}   noise: {kind} (training data only)   "
-            f"p: paired permutation test of per-user NDCG@10 (mean over seeds)\n\n{table}\n")
+            f"p: paired permutation test of per-user NDCG@10 (mean over the seeds both sides "
+            f"have)\n\n{table}\n")
     atomic_write_text(output / "summary.md", text)
     robustness_plot(output / "robustness.png", entries, models, "ndcg@10",
                     f"{dataset}, {protocol} protocol, {kind} noise")

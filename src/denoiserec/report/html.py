@@ -51,7 +51,9 @@ def fmt(value: float | None) -> str:
 
 def mean_sd_text(group: Group, split: str, metric: str) -> str:
     mean, sd = group.mean_sd(split, metric)
-    return "–" if mean != mean else f"{mean:.4f} ± {sd:.4f}"
+    if mean != mean:
+        return "–"
+    return f"{mean:.4f}" if sd != sd else f"{mean:.4f} ± {sd:.4f}"  # no sd of one seed
 
 
 def table(header: list[str], rows: list[list[str]], css: str) -> str:
@@ -69,7 +71,9 @@ def image(fig: Any, alt: str) -> str:
 
 
 def _ordered(folder: Folder) -> list[Group]:
-    """Groups in the order of the folder's ``results.csv`` (compare: first = reference)."""
+    """Groups in the order of the folder's ``results.csv`` (compare: first = reference); in a
+    folder without one (converged, campaign), SASRec's plainest group first (the shortest name:
+    ``sasrec``, not ``sasrec-random``), the reference of the campaign's headline, then by name."""
     path = folder.path / "results.csv"
     order: list[str] = []
     if path.is_file():
@@ -80,7 +84,11 @@ def _ordered(folder: Folder) -> list[Group]:
                 if group and group not in order:
                     order.append(group)
     rank = {name: i for i, name in enumerate(order)}
-    return sorted(folder.groups, key=lambda g: (rank.get(g.name, len(rank)), g.name))
+    def key(group: Group) -> tuple:
+        sasrec = group.first.model == "sasrec"
+        return rank.get(group.name, len(rank)), not sasrec, len(group.name) * sasrec, group.name
+
+    return sorted(folder.groups, key=key)
 
 
 def _reference(group: Group, groups: list[Group]) -> Group:
