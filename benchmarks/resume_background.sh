@@ -3,7 +3,9 @@
 # worktree pinned to one commit (so that foreground work on main never changes them):
 #   ../campaign  the denoising campaign (issue 26; RESULTS.md §1.2-1.3)
 #   ../tune      the SASRec fast-mode tuning study (issue 30; RESULTS.md §8.2)
-# Every run resumes from its last epoch; finished cells and trials are skipped.
+# Every run resumes from its last epoch; finished cells and trials are skipped. The campaign's
+# output gets code.json (the pinned commit) so that `denoiserec report` can name the commit of
+# cells whose code is too old to record it.
 # usage: DENOISEREC_DATA=../shared/data bash benchmarks/resume_background.sh [campaign|tune|all]
 #        CAMPAIGN_WORKERS=2 (default 1 when both run, so that the two share the 2 cores)
 set -euo pipefail
@@ -12,7 +14,22 @@ root=$(pwd)
 python=$root/.venv/bin/python
 what=${1:-all}
 running() { pgrep -f "$1" > /dev/null; }
+pin_record() {  # $1: a pinned checkout, $2: its output folder -> $2/code.json for the report
+  mkdir -p "$2"
+  "$python" - "$1" "$2" <<'PY'
+import json, os, subprocess, sys
+checkout, folder = sys.argv[1:]
+git = lambda *a: subprocess.run(["git", "-C", checkout, *a], capture_output=True, text=True,
+                                check=True).stdout.strip()
+record = {"commit": git("rev-parse", "HEAD"),
+          "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+with open(os.path.join(folder, "code.json.tmp"), "w") as handle:
+    json.dump(record, handle)
+os.replace(os.path.join(folder, "code.json.tmp"), os.path.join(folder, "code.json"))
+PY
+}
 if [[ $what == campaign || $what == all ]] && [ -d ../campaign ]; then
+  pin_record ../campaign ../campaign/benchmarks/out/campaign
   if running "campaign.py (run|work)"; then
     echo "campaign: already running"
   else

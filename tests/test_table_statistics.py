@@ -116,3 +116,25 @@ def test_a_folder_without_results_csv_takes_plain_sasrec_as_the_reference(tmp_pa
     ordered = _ordered(Folder(tmp_path, "cells", groups))
     assert ordered[0].name == "ml-100k-sasrec"
     assert _reference(groups[0], ordered).name == "ml-100k-sasrec"
+
+
+def test_cells_too_old_to_record_their_commit_take_the_folders_pinned_one(tmp_path):
+    from denoiserec.report.folders import read_folder
+
+    def cell(name, code):
+        folder = tmp_path / "cells" / name
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text("train:\n  seed: 2020\n")
+        metrics = {"model": "sasrec", "dataset": "ml-100k", "protocol": "recbole",
+                   "valid_metric": "ndcg@10", "best_epoch": 0, "epochs": [], "finished": True,
+                   "best_valid": {"ndcg@10": 0.07}, "test": {"ndcg@10": 0.068}}
+        (folder / "metrics.json").write_text(json.dumps({**metrics, **code}))
+
+    cell("old-seed2020", {})
+    cell("new-seed2020", {"code": {"commit": "f" * 40, "dirty": False}})
+    assert {g.name: g.first.commit for g in read_folder(tmp_path).groups}["old"].startswith(
+        "unknown")
+    (tmp_path / "code.json").write_text(json.dumps({"commit": "6ec7e38" + "0" * 33,
+                                                    "dirty": False}))
+    commits = {g.name: g.first.commit for g in read_folder(tmp_path).groups}
+    assert commits == {"old": "6ec7e38000 (the folder's pinned checkout)", "new": "f" * 10}

@@ -16,7 +16,7 @@ import json
 import math
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,8 @@ class Run:
         commit = self.code.get("commit")
         if not commit:
             return "unknown (recorded before commits were)"
-        return commit[:10] + ("+dirty" if self.code.get("dirty") else "")
+        pinned = " (the folder's pinned checkout)" if self.code.get("pinned") else ""
+        return commit[:10] + ("+dirty" if self.code.get("dirty") else "") + pinned
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,21 @@ def read_run(path: Path, group: str | None = None) -> Run | None:
                history=metrics["epochs"], code=metrics.get("code") or {})
 
 
+def _pinned_code(path: Path) -> dict[str, Any]:
+    """The folder's ``code.json`` (``{"commit", "dirty"}`` of the checkout a campaign is pinned
+    to, written when it is resumed), marked ``pinned``; {} without one."""
+    record = path / "code.json"
+    return {**json.loads(record.read_text()), "pinned": True} if record.is_file() else {}
+
+
 def _cells(path: Path) -> Folder:
     groups: dict[str, list[Run]] = {}
+    pinned = _pinned_code(path)
     for cell in sorted(p for p in (path / "cells").iterdir() if p.is_dir()):
         run = read_run(cell)
         if run is not None and run.test:  # finished and tested
+            if pinned and not run.code.get("commit"):  # code too old to record its commit
+                run = replace(run, code=pinned)
             groups.setdefault(run.group, []).append(run)
     if not groups:
         raise ConfigError(f"{path}: no finished cell under cells/")
