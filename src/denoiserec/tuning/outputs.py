@@ -52,6 +52,10 @@ def write_outputs(study: Any, output: Path, tested: dict[str, float] | None
     best = None
     if complete:
         trial = study.best_trial
+        saved = output / "best.json"
+        if tested is None and saved.is_file():  # a late writer keeps the test of the best
+            record = json.loads(saved.read_text())
+            tested = record["test"] if record["trial"] == trial.number else None
         metrics = json.loads((output / trial.user_attrs["run_dir"] / "metrics.json").read_text())
         best = {"trial": trial.number, "value": trial.value, "params": trial.params,
                 "run_dir": trial.user_attrs["run_dir"], "best_epoch": metrics["best_epoch"],

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from denoiserec.config import build_dataclass, check_choice, check_range, read_yaml
 from denoiserec.errors import ConfigError
 from denoiserec.runconfig import RunConfig, load_config
@@ -89,6 +91,8 @@ class Param:
             return
         if self.low is None or self.high is None:
             raise ConfigError(f"{where}: give low and high (a range) or choices")
+        if self.step is not None and not self.step > 0:
+            raise ConfigError(f"{where}: step must be above 0, got {self.step:g}")
         check_choice(f"{where}.type", self.type, PARAM_TYPES)
         if self.low >= self.high:
             raise ConfigError(f"{where}: low ({self.low:g}) must be below high ({self.high:g})")
@@ -157,6 +161,9 @@ def _param(key: str, raw: Any) -> Param:
 def parse_spec(raw: dict[str, Any], where: str) -> TuneSpec:
     """A :class:`TuneSpec` from a mapping (a tune file's content); errors name ``where``."""
     raw = dict(raw)
+    for section in ("sampler", "pruner"):
+        if not isinstance(raw.get(section, {}), dict):
+            raise ConfigError(f"{where}: expected a '{section}' mapping, got {raw[section]!r}")
     space = raw.pop("space", None)
     if not isinstance(space, dict):
         raise ConfigError(f"{where}: expected a 'space' mapping of settings to search")
@@ -182,9 +189,16 @@ def load_spec(path_or_preset: str | Path) -> TuneSpec:
     return parse_spec(read_yaml(path), str(path))
 
 
+def setting(key: str, value: Any) -> str:
+    """``key=value`` as ``--set`` reads it back exactly: YAML's own spelling (JSON's ``1e-05``
+    is a string to YAML 1.1, which wants ``1.0e-05``)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=2**20)
+    return f"{key}={text.removesuffix(chr(10)).removesuffix(chr(10) + '...').strip()}"
+
+
 def trial_overrides(spec: TuneSpec, params: dict[str, Any]) -> list[str]:
-    """``--set`` overrides of a trial's sampled values (JSON: YAML reads it back exactly)."""
-    return [f"{p.key}={json.dumps(params[p.key])}" for p in spec.space]
+    """``--set`` overrides of a trial's sampled values."""
+    return [setting(p.key, params[p.key]) for p in spec.space]
 
 
 def check_space(spec: TuneSpec, config: str | Path | None, overrides: list[str]) -> RunConfig:
@@ -195,7 +209,7 @@ def check_space(spec: TuneSpec, config: str | Path | None, overrides: list[str])
     for param in spec.space:
         for value in param.values_to_check():
             try:
-                load_config(config, [*overrides, f"{param.key}={json.dumps(value)}"])
+                load_config(config, [*overrides, setting(param.key, value)])
             except ConfigError as err:
                 raise ConfigError(f"space.{param.key} = {value!r}: {err}") from None
     return base

@@ -15,16 +15,22 @@ selecting on valid only (the test set is not touched); after each epoch it repor
 selection value (``train.valid_metric``, trailing mean over ``train.selection_window``) to
 the pruner. Its value is that selection value at the selected epoch. Several workers (processes
 on one machine, or machines sharing a database URL) run trials of one study; ``trials`` counts
-them all. A worker killed mid-trial leaves a trial whose heartbeat stops: after
-``GRACE_SECONDS`` the next worker to start a trial marks it failed and queues the same
-settings again, and that retry resumes the run directory from its last epoch (Ctrl-C queues
-the retry at once). When no trial is left to run, the best trial's checkpoint is tested on the
-test set, once.
+them all (checked before each trial starts: N workers may run up to N - 1 more). A worker
+killed mid-trial leaves a trial whose heartbeat stops: after ``GRACE_SECONDS`` the next worker
+to start a trial, or with the budget spent a worker waiting for the running trials, marks it
+failed and queues the same settings again, and that retry resumes the run directory from its
+last epoch (Ctrl-C queues the retry at once; it is held while Optuna creates or closes a
+trial). Workers on several machines need one shared ``OUTPUT`` folder. When no trial is left
+to run, the best trial's checkpoint is tested on the test set, once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -140,8 +146,9 @@ def trial_sampler(job: TuneJob, trials_so_far: int) -> Any:
                                       seed=int(seed.generate_state(1)[0]), constant_liar=True)
 
 
-def open_study(job: TuneJob) -> Any:
-    """Create or load the study, with this worker's sampler and the pruner."""
+def open_study(job: TuneJob, base: dict[str, Any]) -> Any:
+    """Create or load the study, with this worker's sampler and the pruner; a worker whose
+    space or base configuration (``base``: --config and --set) differs is refused."""
     optuna = _optuna()
     spec = job.spec
     sampler = trial_sampler(job, 0)
@@ -151,12 +158,17 @@ def open_study(job: TuneJob) -> Any:
     study = optuna.create_study(storage=_storage(job), study_name=STUDY_NAME,
                                 direction="maximize", sampler=sampler, pruner=pruner,
                                 load_if_exists=True)
-    known = study.user_attrs.get("spec_digest")
-    if known is None:
-        study.set_user_attr("spec_digest", spec.digest())
-    elif known != spec.digest():
-        raise ConfigError("the study in this storage was made with another search space; "
-                          "choose another --storage or --output")
+    digests = {"spec_digest": (spec.digest(), "search space"),
+               "base_digest": (hashlib.sha256(json.dumps(comparable(base), sort_keys=True,
+                                                         default=str).encode()).hexdigest(),
+                               "base configuration (--config, --set)")}
+    for key, (digest, what) in digests.items():
+        known = study.user_attrs.get(key)
+        if known is None:
+            study.set_user_attr(key, digest)
+        elif known != digest:
+            raise ConfigError(f"the study in this storage was made with another {what}; "
+                              "choose another --storage or --output")
     return study
 
 
@@ -178,10 +190,15 @@ class Objective:
         self.job = job
         self.study = study
         self.current: int | None = None
+        self.interrupts = _HeldInterrupt()
 
     def __call__(self, trial: Any) -> float:
-        optuna = _optuna()
         self.current = trial.number
+        with self.interrupts.released():
+            return self._train(trial)
+
+    def _train(self, trial: Any) -> float:
+        optuna = _optuna()
         job = self.job
         params = {p.key: p.suggest(trial) for p in job.spec.space}
         config = load_config(job.config, [*job.overrides, *trial_overrides(job.spec, params)])
@@ -208,6 +225,45 @@ class Objective:
         return float(best["selection_value"])
 
 
+class _HeldInterrupt:
+    """Ctrl-C is held while Optuna creates or closes a trial and raised once the trial runs
+    (or after ``optimize`` returns): an interrupt inside ``ask`` or ``tell`` would leave a
+    trial RUNNING with no heartbeat (never retried) or retry the wrong one."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.active = threading.current_thread() is threading.main_thread()
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def __enter__(self) -> _HeldInterrupt:
+        if self.active:
+            signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if self.pending and exc[0] is None:
+                raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def released(self) -> Any:
+        """Inside a running trial: Ctrl-C interrupts at once (a held one now)."""
+        if not self.active:
+            yield
+            return
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            if self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
+            yield
+        finally:
+            signal.signal(signal.SIGINT, self._hold)
+
+
 def _retry(study: Any, number: int) -> None:
     """Queue again the settings of trial ``number`` (interrupted): the retry resumes it."""
     _retry_callback()(study, _frozen(study, number))
@@ -216,20 +272,24 @@ def _retry(study: Any, number: int) -> None:
 def run_worker(job: TuneJob) -> Any:
     """Run trials until the study has ``trials`` of them; returns the study."""
     optuna = _optuna()
-    base = check_space(job.spec, job.config, list(job.overrides))
-    _check_study_dir(job, base.to_dict())
-    study = open_study(job)
+    base = check_space(job.spec, job.config, list(job.overrides)).to_dict()
+    _check_study_dir(job, base)
+    study = open_study(job, base)
     objective = Objective(job, study)
     failures = 0
     while True:
         counted, waiting = _budget(study)
-        if counted >= job.spec.trials and not waiting:
+        if counted >= job.spec.trials and not waiting and not _dead_trials_retried(study):
             break
         study.sampler = trial_sampler(job, len(study.get_trials(deepcopy=False)))
+        objective.current = None
         try:
-            study.optimize(objective, n_trials=1, catch=(DenoiserecError,))
+            with objective.interrupts:
+                study.optimize(objective, n_trials=1, catch=(DenoiserecError,))
         except KeyboardInterrupt:
-            if objective.current is not None:
+            state = _optuna().trial.TrialState
+            if (objective.current is not None
+                    and _frozen(study, objective.current).state in (state.RUNNING, state.FAIL)):
                 _retry(study, objective.current)
             raise
         last = _frozen(study, objective.current)
@@ -239,6 +299,29 @@ def run_worker(job: TuneJob) -> Any:
                               "stopping this worker")
         write_outputs(study, job.output, tested=None)
     return study
+
+
+def _dead_trials_retried(study: Any) -> bool:
+    """With the budget spent, wait until every RUNNING trial either shows a live worker or
+    goes stale (no heartbeat for ``GRACE_SECONDS``: its worker was killed); a stale trial is
+    failed and queued again. True when some trial was queued again (there is work left).
+    Optuna checks for stale trials only when a trial starts, so without this the last counted
+    trial of a killed worker would stay RUNNING for good."""
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+
+    def running() -> set[int]:
+        return {t.number for t in study.get_trials(deepcopy=False) if t.state == state.RUNNING}
+
+    deadline = time.monotonic() + GRACE_SECONDS + HEARTBEAT_SECONDS
+    while running():
+        optuna.storages.fail_stale_trials(study)
+        if _budget(study)[1]:
+            return True
+        if time.monotonic() > deadline:  # still beating: live workers finish them
+            return False
+        time.sleep(HEARTBEAT_SECONDS / 2)
+    return False
 
 
 def finish(job: TuneJob, study: Any) -> dict[str, Any] | None:
