@@ -233,19 +233,21 @@ class _HeldInterrupt:
     def __init__(self) -> None:
         self.pending = False
         self.active = threading.current_thread() is threading.main_thread()
+        self.previous: Any = signal.default_int_handler
 
     def _hold(self, signum: int, frame: Any) -> None:
         self.pending = True
 
     def __enter__(self) -> _HeldInterrupt:
         if self.active:
-            signal.signal(signal.SIGINT, self._hold)
+            self.previous = signal.signal(signal.SIGINT, self._hold)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.active:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, self.previous)
             if self.pending and exc[0] is None:
+                self.pending = False
                 raise KeyboardInterrupt
 
     @contextlib.contextmanager
@@ -254,7 +256,7 @@ class _HeldInterrupt:
         if not self.active:
             yield
             return
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, self.previous)
         try:
             if self.pending:
                 self.pending = False
