@@ -7,7 +7,7 @@
 # output gets code.json (the pinned commit) so that `denoiserec report` can name the commit of
 # cells whose code is too old to record it.
 # usage: DENOISEREC_DATA=../shared/data bash benchmarks/resume_background.sh [campaign|tune|all]
-#        CAMPAIGN_WORKERS=2 (default 1 when both run, so that the two share the 2 cores)
+#        CAMPAIGN_WORKERS=N (default 2; 1 while the tuning study still runs beside it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -33,14 +33,18 @@ if [[ $what == campaign || $what == all ]] && [ -d ../campaign ]; then
   if running "campaign.py (run|work)"; then
     echo "campaign: already running"
   else
-    workers=${CAMPAIGN_WORKERS:-$([ "$what" = all ] && echo 1 || echo 2)}
+    tune_left=$([ "$what" = all ] && [ -d ../tune ] \
+      && [ ! -f ../tune/benchmarks/out/tune-sasrec-ml-100k-fast/best.json ] && echo 1 || echo 0)
+    workers=${CAMPAIGN_WORKERS:-$([ "$tune_left" = 1 ] && echo 1 || echo 2)}
     (cd ../campaign && PYTHONPATH=$PWD/src nohup "$python" benchmarks/campaign.py run \
       --workers "$workers" > campaign.log 2>&1 &)
     echo "campaign: resumed with $workers worker(s) in ../campaign (log ../campaign/campaign.log)"
   fi
 fi
 if [[ $what == tune || $what == all ]] && [ -d ../tune ]; then
-  if running "denoiserec tune"; then
+  if [ -f ../tune/benchmarks/out/tune-sasrec-ml-100k-fast/best.json ]; then
+    echo "tune: the study is finished (RESULTS.md §8.2); nothing to resume"
+  elif running "denoiserec tune"; then
     echo "tune: already running"
   else
     ln -sfn "$root/.venv" ../tune/.venv
