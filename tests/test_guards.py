@@ -126,6 +126,9 @@ def test_compare_tests_models_over_the_seeds_both_have(tmp_path):
     (row,) = [r for r in summary if r.noise == 0.2]
     assert row.seeds_vs_clean == 1 and row.relative_change_vs_clean == 0.0  # ... vs seed 0
     # (over x's three clean seeds it would read 0.5 / 0.3 - 1 = +67 %)
+    diverged = dataclasses.replace(cells[2], test={**cells[2].test, "ndcg@10": float("nan")})
+    (_, row) = summarize([cells[0], cells[1], diverged], ["base", "x"], [0.0])
+    assert math.isnan(row.mean["ndcg@10"]) and math.isnan(row.std["ndcg@10"])  # no traceback
 
 
 # ----------------------------------------------------------------------------- 2. clean

@@ -45,6 +45,7 @@ from denoiserec.noise.inject import NoiseConfig
 from denoiserec.noise.scores import has_native_scores, score_log
 from denoiserec.noise.significance import paired_permutation_test, per_user_metric
 from denoiserec.report.comparison import REPORTED, CellResult, Detection, SummaryRow, write_outputs
+from denoiserec.report.folders import sample_sd
 from denoiserec.run import load_log, make_trainer, prepare, restore, train_config
 from denoiserec.runconfig import SHORT_KEYS, RunConfig, check_settings_apply, load_config
 from denoiserec.runfolder import RunFolder, check_output
@@ -303,7 +304,7 @@ def summarize(cells: list[CellResult], models: list[str], ratios: list[float]
                 model=model, noise=ratio, seeds=len(group), dataset=group[0].dataset,
                 protocol=group[0].protocol,
                 mean={m: statistics.mean(v) for m, v in values.items()},
-                std={m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in values.items()})
+                std={m: sample_sd(v) if len(v) > 1 else 0.0 for m, v in values.items()})
             if detections:
                 surprise = [d.surprise_roc_auc for d in detections
                             if d.surprise_roc_auc is not None]
