@@ -40,11 +40,12 @@ import torch
 if not __package__:  # run as a file (python benchmarks/NAME.py): make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import PROTOCOL, SASREC_DROPOUT, fast_mode, mean_interval  # noqa: E402
+from benchmarks.common import PROTOCOL, SASREC_DROPOUT, fast_mode  # noqa: E402
 from denoiserec.atomic import atomic_write_text
 from denoiserec.errors import DenoiserecError
 from denoiserec.noise.detection import roc_auc
 from denoiserec.noise.scores import surprise_scores
+from denoiserec.report.stats import mean_interval
 from denoiserec.run import make_trainer, prepare, train_config
 from denoiserec.runconfig import load_config
 

@@ -34,9 +34,10 @@ import numpy as np
 if not __package__:  # run as a file (python benchmarks/NAME.py): make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import PROTOCOL, SASREC_DROPOUT, fast_mode, mean_interval  # noqa: E402
+from benchmarks.common import PROTOCOL, SASREC_DROPOUT, fast_mode  # noqa: E402
 from denoiserec.atomic import atomic_write_text
 from denoiserec.errors import DenoiserecError
+from denoiserec.report.stats import mean_interval, seed_differences
 from denoiserec.run import train_config
 from denoiserec.runconfig import load_config
 
@@ -83,9 +84,10 @@ def run_one(args: argparse.Namespace, seed: int, variant: str) -> dict:
 
 def paired(runs: list[dict], variant: str, metric: str) -> tuple[float, float]:
     """Mean of variant - none over seeds and its 95 % t half-width (nan for one seed)."""
-    base = {r["seed"]: r[metric] for r in runs if r["variant"] == "none"}
-    return mean_interval([r[metric] - base[r["seed"]] for r in runs
-                          if r["variant"] == variant and r["seed"] in base])
+    def by_seed(name: str) -> dict[int, float]:
+        return {r["seed"]: r[metric] for r in runs if r["variant"] == name}
+
+    return mean_interval(list(seed_differences(by_seed(variant), by_seed("none")).values()))
 
 
 def table(runs: list[dict], variants: list[str], metrics: tuple[str, ...]) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from denoiserec.atomic import atomic_write_text, lock_holder, pid_alive
-from denoiserec.report.folders import t95
+from denoiserec.report.stats import mean_interval, seed_differences
 from denoiserec.runfolder import RunFolder
 
 CONTROLS = {"msdccl": "msdccl-control", "mgsd-wss": "mgsd-control", "clean-retrain": "sasrec",
@@ -64,15 +64,6 @@ def cell_state(path: Path, expected_epochs: int, hint_seconds: float | None) -> 
                      spent, left)
 
 
-def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and 95 % t half-width (nan for fewer than two values)."""
-    array = np.asarray(values, dtype=np.float64)
-    if len(array) < 2:
-        return float(array.mean()) if len(array) else float("nan"), float("nan")
-    half = t95(len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
-    return float(array.mean()), float(half)
-
-
 def _seed_runs(output: Path, cells: list, dataset: str, noise: float, row: str) -> dict:
     """{seed: metrics} of the finished cells of one row in one block."""
     from campaign import run_dir
@@ -92,11 +83,12 @@ def _difference(runs: dict, other: dict) -> str:
     from denoiserec.compare import per_user_ndcg
     from denoiserec.noise.significance import paired_permutation_test
 
-    seeds = sorted(set(runs) & set(other))
-    if not seeds:
+    differences = seed_differences({s: m["test"]["ndcg@10"] for s, (m, _) in runs.items()},
+                                   {s: m["test"]["ndcg@10"] for s, (m, _) in other.items()})
+    if not differences:
         return ""
-    differences = [runs[s][0]["test"]["ndcg@10"] - other[s][0]["test"]["ndcg@10"] for s in seeds]
-    mean, half = interval(differences)
+    seeds = list(differences)
+    mean, half = mean_interval(list(differences.values()))
     users = [per_user_ndcg(runs[s][1]) for s in seeds]
     users_other = [per_user_ndcg(other[s][1]) for s in seeds]
     keys = sorted(set.intersection(*(set(u) for u in users + users_other)))

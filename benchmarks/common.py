@@ -1,5 +1,5 @@
-"""Helpers every benchmark script shares: the fast mode's settings, the timing loops, and
-means with t intervals over seeds.
+"""Helpers every benchmark script shares: the fast mode's settings and the timing loops (means
+with t intervals over seeds are ``denoiserec.report.stats``', like every table's).
 
 The fast mode is the converged suite's (``converged.sh``, RECORD.md §5.1): all-position
 windows overlapping by half with per-epoch offsets, selection on the mean of 3 evaluations,
@@ -14,10 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-
-from denoiserec.report.folders import t95
 
 PROTOCOL = {"ml-100k": "recbole", "ml-1m": "recbole", "beauty": "fmlp",
             "retailrocket": "target"}
@@ -82,11 +79,3 @@ def seconds_per_batch(trainer, epoch: int, count: int) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def mean_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and 95 % t half-width over seeds (nan for one value)."""
-    array = np.asarray(values, dtype=np.float64)
-    half = (t95(len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
-            if len(array) > 1 else float("nan"))
-    return float(array.mean()), float(half)

@@ -16,8 +16,7 @@ from pathlib import Path
 if not __package__:  # run as a file (python benchmarks/NAME.py): make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import mean_interval  # noqa: E402
-from denoiserec.report.folders import sample_sd  # noqa: E402
+from denoiserec.report.stats import mean_interval, sample_sd, seed_differences  # noqa: E402
 
 SEEDS = (2020, 2021, 2022)
 
@@ -54,11 +53,10 @@ def main() -> None:
         cells = [mean_sd_cell(list(v.values())) for v in splits.values()]
         print(f"| {name} | {len(splits['test'])} | {cells[0]} | {cells[1]} |")
     for split in ("valid", "test"):
-        common = sorted(set(table["best"][split]) & set(table["default"][split]))
-        if len(common) > 1:
-            mean, half = mean_interval([table["best"][split][s] - table["default"][split][s]
-                                        for s in common])
-            print(f"\nbest - default, {split} NDCG@10, {len(common)} paired seeds: "
+        differences = seed_differences(table["best"][split], table["default"][split])
+        if len(differences) > 1:
+            mean, half = mean_interval(list(differences.values()))
+            print(f"\nbest - default, {split} NDCG@10, {len(differences)} paired seeds: "
                   f"{mean:+.4f} ± {half:.4f} (95 % t interval)")
 
 

@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from benchmarks.common import FAST, SASREC_DROPOUT, fast_mode, mean_interval, seconds_per_call
+from benchmarks.common import FAST, SASREC_DROPOUT, fast_mode, seconds_per_call
 
 CONVERGED = Path(__file__).resolve().parents[1] / "benchmarks" / "converged.sh"
 
@@ -33,7 +33,3 @@ def test_seconds_per_call_times_each_call_after_the_warmup():
     assert len(calls) == 5 and len(times) == 3
     assert all(0.02 <= t < 0.5 for t in times)
 
-
-def test_mean_interval_by_hand():
-    mean, half = mean_interval([1.0, 2.0, 3.0])  # sd 1, n 3, t(2) = 4.303
-    assert mean == 2.0 and abs(half - 4.303 / 3 ** 0.5) < 1e-12

@@ -11,10 +11,11 @@ import statistics
 
 import pytest
 
-from benchmarks import campaign_report, tune_table
-from benchmarks.common import mean_interval
-from denoiserec.report.folders import Group, Run, paired_interval, sample_sd, t95
+from benchmarks import atjt_gain, campaign_report, tune_table
+from denoiserec.report.comparison import SummaryRow
+from denoiserec.report.folders import Group, Run, paired_interval
 from denoiserec.report.html import mean_sd_text
+from denoiserec.report.stats import mean_interval, sample_sd, seed_differences, t95
 
 SCIPY_T975 = {1: 12.7062, 2: 4.30265, 9: 2.26216, 10: 2.22814, 11: 2.20099, 14: 2.14479,
               16: 2.11991, 25: 2.05954, 29: 2.04523, 30: 2.04227, 31: 2.03951, 35: 2.03011,
@@ -39,8 +40,33 @@ def test_t95_refuses_zero_degrees_of_freedom():
 def test_intervals_of_ten_seeds_use_nine_degrees_of_freedom():
     values = [0.01 * i + 0.001 * (i % 3) for i in range(10)]
     half = SCIPY_T975[9] * statistics.stdev(values) / math.sqrt(10)
-    for mean_and_half in (campaign_report.interval(values), mean_interval(values)):
-        assert mean_and_half == pytest.approx((statistics.mean(values), half), rel=3e-4)
+    assert mean_interval(values) == pytest.approx((statistics.mean(values), half), rel=3e-4)
+
+
+def test_mean_interval_by_hand():
+    mean, half = mean_interval([1.0, 2.0, 3.0])  # sd 1, n 3, t(2) = 4.303
+    assert mean == 2.0 and abs(half - 4.303 / 3 ** 0.5) < 1e-12
+    mean, half = mean_interval([0.25])
+    assert mean == 0.25 and math.isnan(half)
+    assert all(math.isnan(v) for v in mean_interval([]))
+
+
+def test_every_table_pairs_the_same_seeds():
+    a, b = {2022: 0.5, 2020: 0.3, 2021: 0.4}, {2021: 0.1, 2020: 0.2, 7: 9.0}
+    assert seed_differences(a, b) == pytest.approx({2020: 0.1, 2021: 0.3})
+    assert list(seed_differences(a, b)) == [2020, 2021]  # seed order, seed 7 and 2022 alone
+    runs = [{"seed": s, "variant": "none", "ndcg@10": v} for s, v in b.items()]
+    runs += [{"seed": s, "variant": "atjt", "ndcg@10": v} for s, v in a.items()]
+    assert atjt_gain.paired(runs, "atjt", "ndcg@10") == pytest.approx(mean_interval([0.1, 0.3]))
+
+
+def test_one_seed_writes_an_unknown_sd_to_summary_json():
+    one = SummaryRow("sasrec", 0.0, 1, "d", "recbole", mean={"ndcg@10": 0.2},
+                     std={"ndcg@10": sample_sd([0.2])})
+    assert one.to_dict()["ndcg@10_std"] is None
+    two = SummaryRow("sasrec", 0.0, 2, "d", "recbole", mean={"ndcg@10": 0.2},
+                     std={"ndcg@10": sample_sd([0.1, 0.3])})
+    assert two.to_dict()["ndcg@10_std"] == pytest.approx(math.sqrt(0.02))
 
 
 def test_one_seed_has_no_sd_anywhere():

@@ -45,7 +45,7 @@ from denoiserec.noise.inject import NoiseConfig
 from denoiserec.noise.scores import has_native_scores, score_log
 from denoiserec.noise.significance import paired_permutation_test, per_user_metric
 from denoiserec.report.comparison import REPORTED, CellResult, Detection, SummaryRow, write_outputs
-from denoiserec.report.folders import sample_sd
+from denoiserec.report.stats import sample_sd
 from denoiserec.run import load_log, make_trainer, prepare, restore, train_config
 from denoiserec.runconfig import SHORT_KEYS, RunConfig, check_settings_apply, load_config
 from denoiserec.runfolder import RunFolder, check_output
@@ -274,13 +274,13 @@ def _seed_mean(per_seed: dict[int, dict[str, float]], seeds: list[int]) -> dict[
 
 
 def _paired_over_seeds(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]
-                       ) -> tuple[float, float, int] | None:
-    """(p value, mean difference a - b, n) of the per-user test over the seeds both have
-    (None when they share none): sides never mix different seeds."""
+                       ) -> tuple[float, float, list[int]] | None:
+    """(p value, mean difference a - b, the seeds) of the per-user test over the seeds both
+    have (None when they share none): sides never mix different seeds."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return None
-    return (*paired_user_test(_seed_mean(a, seeds), _seed_mean(b, seeds)), len(seeds))
+    return (*paired_user_test(_seed_mean(a, seeds), _seed_mean(b, seeds)), seeds)
 
 
 def summarize(cells: list[CellResult], models: list[str], ratios: list[float]
@@ -304,7 +304,7 @@ def summarize(cells: list[CellResult], models: list[str], ratios: list[float]
                 model=model, noise=ratio, seeds=len(group), dataset=group[0].dataset,
                 protocol=group[0].protocol,
                 mean={m: statistics.mean(v) for m, v in values.items()},
-                std={m: sample_sd(v) if len(v) > 1 else 0.0 for m, v in values.items()})
+                std={m: sample_sd(v) for m, v in values.items()})
             if detections:
                 surprise = [d.surprise_roc_auc for d in detections
                             if d.surprise_roc_auc is not None]
@@ -315,17 +315,16 @@ def summarize(cells: list[CellResult], models: list[str], ratios: list[float]
             first = per_user.get((models[0], ratio))
             if model != models[0] and first and (tested := _paired_over_seeds(
                     per_user[model, ratio], first)):
-                p_value, difference, n = tested
+                p_value, difference, seeds = tested
                 row = replace(row, p_vs_first=p_value, diff_vs_first=difference,
-                              seeds_vs_first=n)
+                              seeds_vs_first=len(seeds))
             clean = per_user.get((model, 0.0))
             if ratio > 0 and clean and (tested := _paired_over_seeds(
                     per_user[model, ratio], clean)):
-                p_value, _, n = tested
-                seeds = sorted(set(ndcg[model, ratio]) & set(ndcg[model, 0.0]))
+                p_value, _, seeds = tested
                 noisy_mean = statistics.mean(ndcg[model, ratio][s] for s in seeds)
                 clean_mean = statistics.mean(ndcg[model, 0.0][s] for s in seeds)
-                row = replace(row, p_vs_clean=p_value, seeds_vs_clean=n,
+                row = replace(row, p_vs_clean=p_value, seeds_vs_clean=len(seeds),
                               relative_change_vs_clean=noisy_mean / clean_mean - 1)
             summary.append(row)
     return summary

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,8 @@ class SummaryRow:
     protocol: str
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)
-    """Sample standard deviation over seeds (0 with one seed)."""
+    """Sample standard deviation over seeds (nan with one seed: unknown, not 0; ``null`` in
+    summary.json)."""
     detect_scorer: str | None = None
     detect_roc_auc: float | None = None
     detect_surprise_roc_auc: float | None = None
@@ -108,7 +110,8 @@ class SummaryRow:
         out: dict[str, Any] = {"model": self.model, "noise": self.noise, "seeds": self.seeds,
                                "dataset": self.dataset, "protocol": self.protocol}
         for name, value in self.mean.items():
-            out[name], out[f"{name}_std"] = value, self.std[name]
+            std = self.std[name]
+            out[name], out[f"{name}_std"] = value, None if math.isnan(std) else std
         for name in _OPTIONAL:
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)

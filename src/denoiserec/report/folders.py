@@ -23,33 +23,9 @@ from typing import Any
 import yaml
 
 from denoiserec.errors import ConfigError
+from denoiserec.report.stats import mean_interval, sample_sd, seed_differences
 
 SEED_SUFFIX = re.compile(r"-seed(\d+)$")
-# two-sided 95 % Student t quantiles by degrees of freedom (scipy is no dependency)
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-       9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
-       17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064,
-       25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000,
-       120: 1.980}
-
-
-def t95(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` >= 1 degrees of freedom: the table's
-    (3 decimals) up to 30; beyond, the nearest tabulated df below (conservative: the interval
-    is at most 1 % too wide)."""
-    if df < 1:
-        raise ValueError(f"t95 needs at least one degree of freedom, not {df}")
-    return T95[max(k for k in T95 if k <= df)]
-
-
-def sample_sd(values: list[float]) -> float:
-    """Sample standard deviation (n - 1); nan with fewer than two values or any nan (an sd
-    of one seed is unknown, not 0)."""
-    if len(values) < 2 or any(v != v for v in values):
-        return math.nan
-    return statistics.stdev(values)
-
-
 @dataclass(frozen=True)
 class Run:
     """One finished run folder: its settings and what it recorded."""
@@ -114,15 +90,13 @@ class PairedInterval:
 
 def paired_interval(group: Group, reference: Group, split: str, metric: str
                     ) -> PairedInterval | None:
-    a, b = group.values(split, metric), reference.values(split, metric)
-    common = sorted(set(a) & set(b))
-    if not common:
+    diffs = list(seed_differences(group.values(split, metric),
+                                  reference.values(split, metric)).values())
+    if not diffs:
         return None
-    diffs = [a[s] - b[s] for s in common]
-    mean = statistics.mean(diffs)
+    mean, half = mean_interval(diffs)
     if len(diffs) < 2:
         return PairedInterval(mean, None, None, 1)
-    half = t95(len(diffs) - 1) * sample_sd(diffs) / math.sqrt(len(diffs))
     return PairedInterval(mean, mean - half, mean + half, len(diffs))
 
 

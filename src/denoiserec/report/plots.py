@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -41,6 +42,7 @@ def robustness_plot(path: Path, summary: list[dict], models: list[str], metric: 
         if not points:  # a partial summary without this model
             continue
         x, y, err = zip(*points, strict=True)
+        err = [math.nan if e is None else e for e in err]  # one seed: no error bar
         axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=model)
     axis.set(xlabel="noise ratio", ylabel=f"test {metric}", title=title)
     axis.legend()
