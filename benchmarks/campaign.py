@@ -4,7 +4,8 @@ Cells (equal width H = 64; prefix instances; RecBole's early stopping on valid N
 patience 10, 200 epochs at most; seeds 2020-2022; best checkpoint tested once):
 
 1. ml-100k, ``recbole``: SASRec, BERT4Rec, MSDCCL, its control (same backbone, alpha = 1,
-   lambda = 0), MGSD-WSS, its control (its BERT4Rec backbone with the same settings), clean
+   lambda = 0), MGSD-WSS, its control (MGSD-WSS with both levels and L_ws off: its BERT4Rec
+   backbone over the same encoder, next-item CE, the same settings), clean
    and retrain (SASRec retrained on the log a trained SASRec's surprise scores clean, at the
    drop ratio of MSDCCL's gate, each user's valid and test targets kept); and SASRec with
    the random batch order (``sasrec-random``: issue 25's accuracy check of the length order).
@@ -12,7 +13,7 @@ patience 10, 200 epochs at most; seeds 2020-2022; best checkpoint tested once):
 3. Beauty, ``fmlp``: the rows of 1 plus FMLP-Rec.
 4. ml-100k with 20 % inserted noise: SASRec, both denoisers and their controls; detection.
 5. Ablations (seed 2020 only): MSDCCL without the hard branch / L_cl / the curriculum;
-   MGSD-WSS backbone-only, without L_ws / the item level / the interest level; END4Rec
+   MGSD-WSS without L_ws / the item level / the interest level; END4Rec
    without hard / soft / contrastive / staging.
 
 Every cell is an ordinary run folder (``OUT/cells/<cell>``: fingerprint, lock, resume), so the
@@ -104,14 +105,18 @@ def row_overrides(row: str, dataset: str) -> list[str]:
         return [*_model("msdccl", settings), *DENOISER_TRAIN]
     if base == "mgsd-wss":
         settings = [f"backbone.{s}" for s in BERT_BACKBONE] + {
-            "": [], "backbone-only": ["use_item_level=false", "use_interest_level=false",
-                                      "ws_weight=0", "head_gradient=all"],
-            "no-ws": ["ws_weight=0", "head_gradient=all"],
+            "": [], "no-ws": ["ws_weight=0", "head_gradient=all"],
             "no-item": ["use_item_level=false"], "no-interest": ["use_interest_level=false"],
         }[variant]
         return [*_model("mgsd-wss", settings), *DENOISER_TRAIN]
-    if base == "mgsd-control":  # MGSD-WSS's backbone alone, with MGSD-WSS's training settings
-        return [*_model("bert4rec", BERT_BACKBONE[1:]), *DENOISER_TRAIN]
+    if base == "mgsd-control":
+        # MGSD-WSS with its denoising off (u = r_seq, no L_ws), as MSDCCL's control is MSDCCL
+        # with its own off: the same encoder, backbone, objective and warm-up. (The BERT4Rec
+        # model alone, this row before 2026-12-03, trains a Cloze objective with its own head.)
+        settings = [f"backbone.{s}" for s in BERT_BACKBONE] + [
+            "use_item_level=false", "use_interest_level=false", "ws_weight=0",
+            "head_gradient=all"]
+        return [*_model("mgsd-wss", settings), *DENOISER_TRAIN]
     if base == "end4rec":
         settings = END4REC + {"": [], "no-hard": ["use_hard=false"],
                               "no-soft": ["use_soft=false"],
@@ -161,7 +166,7 @@ GROUPS: dict[int, list[tuple[str, list[str], tuple[int, ...], float]]] = {
     4: [("ml-100k", ["sasrec", "msdccl", "msdccl-control", "mgsd-wss", "mgsd-control"], SEEDS,
          0.2)],
     5: [("ml-100k", ["msdccl~no-hard", "msdccl~no-cl", "msdccl~no-curriculum",
-                     "mgsd-wss~backbone-only", "mgsd-wss~no-ws", "mgsd-wss~no-item",
+                     "mgsd-wss~no-ws", "mgsd-wss~no-item",
                      "mgsd-wss~no-interest"], SEEDS[:1], 0.0),
         ("retailrocket", ["end4rec~no-hard", "end4rec~no-soft", "end4rec~no-cl",
                           "end4rec~unstaged"], SEEDS[:1], 0.0)],

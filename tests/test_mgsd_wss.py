@@ -76,6 +76,26 @@ def test_perceptron_keeps_a_kernel_vector_per_item() -> None:
     assert not torch.allclose(model.perceptron.project(a), model.perceptron.project(b))
 
 
+def test_the_exact_match_kernel_fires_at_the_anchor_in_training_too() -> None:
+    """The anchor is the last item: its similarity must be 1 whether dropout is on or off
+    (on the dropped row it was ~0.95 in training, so the exact-match kernel fired at
+    evaluation only)."""
+    model = _model(dropout=0.5)
+    batch, seen = _batch(), {}
+
+    def similarities(module, args, kwargs):
+        keys = kwargs.get("undropped")
+        keys = args[0] if keys is None else keys
+        seen["r"] = torch.nn.functional.cosine_similarity(keys, args[1][:, None], dim=-1)
+
+    model.perceptron.register_forward_pre_hook(similarities, with_kwargs=True)
+    last = torch.arange(batch.items.shape[1])[None] == (batch.lengths - 1)[:, None]
+    for mode in (model.train, model.eval):
+        mode()
+        model.encode_sequence(batch.items, batch.lengths)
+        assert seen["r"][last].tolist() == pytest.approx([1.0] * len(batch), abs=1e-5)
+
+
 # ----------------------------------------------------------------------------- contrastive
 
 
@@ -352,10 +372,15 @@ def test_window_instances_are_refused() -> None:
         model.loss(window, Objective(), model.progress_at(0))
 
 
-def test_prototypes_start_at_the_item_tables_scale() -> None:
-    model = _model()
-    ratio = float(model.prototypes.detach().std() / model.item_embedding.weight[1:].detach().std())
-    assert 0.5 < ratio < 2.0  # the reference's N(0, 1) prototypes were ~50x
+def test_the_three_parts_of_u_start_at_one_scale() -> None:
+    """r_int is summed with r_seq and r_item (LayerNorm outputs): at the item table's scale
+    it was ~0.5 % of them and the interest level did nothing to the score."""
+    model = _model().eval()
+    with torch.no_grad():
+        parts = model.granularities(_batch())
+    for other in (parts.sequence, parts.item):
+        ratio = parts.interest.norm(dim=-1) / other.norm(dim=-1)
+        assert bool(((ratio > 0.1) & (ratio < 10)).all()), ratio
 
 
 @pytest.mark.parametrize("name", ["ml-100k", "beauty"])

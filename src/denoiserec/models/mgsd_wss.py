@@ -22,6 +22,9 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   pseudo-target, alike in training and evaluation) and the selector is conditioned on r_seq, the
   backbone's prediction (a predicted target). The true target enters only the CE and, as an id
   never inserted, the weak supervision (the denoiser contract test checks the CE's input).
+* The kernels' cosine on the dropped embeddings (§2.2): the anchor's own similarity is then
+  ~0.95 in training and 1 at evaluation, so the exact-match kernel fires at evaluation only
+  -> the cosine on the embeddings before dropout, the values still dropped.
 * Gumbel on probabilities (§2.3, §7.4) -> on log-probabilities; the item gate's level pinned
   (``gate=ratio``: each row's ``gate_drop_ratio`` least clean items dropped, MSDCCL's fix,
   RECORD.md §6.1), the selector's too (``interest_drop_ratio``); deterministic at evaluation
@@ -38,7 +41,9 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
   (``head_gradient=weak``; detection AUC 0.738 -> 0.875, RECORD.md §8.4; ``all``: the paper's).
 * Interest loss weights negatives by w like positives (§4.4, §7.6) -> by 1 - w, like the item
   loss (``interest_negative_weights=same``: the published rule).
-* Prototypes N(0, 1), ~50x the item embeddings (§7.11) -> N(0, initializer_range). One
+* Prototypes N(0, 1), ~50x the item embeddings (§7.11): kept (``prototype_std``), because
+  what U meets is r_seq and r_item in u, LayerNorm outputs of that very scale, and G in the
+  interest affinity; never an item embedding. One
   positional table (§7.10): the backbone's, added once to MGSD's own encoders' inputs; G then
   enters the backbone without a second one. FFN width a setting (``inner_size``; reference 2048,
   ~75 % of the MACs, §9). Temperatures annealed per batch to their floors after
@@ -122,7 +127,12 @@ class MGSDWSSConfig(DenoiserSettings):
     """Ablation: False drops r_item and L_item (use_interest_level: r_int and L_int)."""
     use_interest_level: bool = True
     interest_negative_weights: str = "complement"  # L_int's negatives by 1 - w | same: by w
-    initializer_range: float = 0.02  # std of the item table and the prototypes (N(0, std))
+    initializer_range: float = 0.02  # std of the item table (N(0, std))
+    prototype_std: float = 1.0
+    """U ~ N(0, prototype_std), the reference's N(0, 1): r_int = sum_k h_k w_k U_k is summed
+    with r_seq and r_item, LayerNorm outputs of norm ~sqrt(H), and N(0, 1) rows have that norm.
+    (At the item table's 0.02, our earlier choice, r_int was ~0.5 % of u: the interest level
+    then acted on the score through its loss only; audit 2026-12-03.)"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -141,6 +151,7 @@ class MGSDWSSConfig(DenoiserSettings):
         for key in ("margin_bound", "ws_weight", "item_weight", "interest_weight"):
             check_range(f"model.{key}", getattr(self, key), 0)
         check_range("model.initializer_range", self.initializer_range, 0, low_open=True)
+        check_range("model.prototype_std", self.prototype_std, 0, low_open=True)
         if self.ws_weight == 0 and self.head_gradient == "weak":
             raise ConfigError("model.ws_weight=0 leaves nothing to train the noise head under "
                               "model.head_gradient=weak; the ablation sets head_gradient=all")
@@ -199,7 +210,7 @@ class MGSDWSS(SequentialRecommender):
         self.prototypes = nn.Parameter(torch.empty(c.n_interests, H))  # U
         self.selector = CleanNoiseReadout(H, c.dropout, c.margin_bound, values=False)
         self.apply(lambda m: init_bert_weights(m, c.initializer_range))
-        nn.init.normal_(self.prototypes, std=c.initializer_range)  # the item table's scale
+        nn.init.normal_(self.prototypes, std=c.prototype_std)
         self.backbone = model_class(c.backbone.name).build_encoder(c.backbone, max_len)
         self.backbone.reset_parameters()
         # one positional table: the backbone's own when it has one (it then reads G, which
@@ -223,9 +234,10 @@ class MGSDWSS(SequentialRecommender):
     def encode_sequence(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, L, H) G: the perceptron's output plus positions through the causal encoder."""
         mask = (items > 0)[..., None].float()
-        embeddings = self.dropout(self.item_embedding(items))
-        anchor = gather_last(self.item_embedding(items), lengths)  # pseudo-target: last item
-        x = self.perceptron(embeddings, anchor, mask)
+        raw = self.item_embedding(items)
+        anchor = gather_last(raw, lengths)  # pseudo-target: the last item
+        # similarities on the undropped rows: the anchor's own is 1 in training too (audit F1)
+        x = self.perceptron(self.dropout(raw), anchor, mask, undropped=raw)
         x = self.dropout(x + self.positions(items.shape[1])) * mask
         return self.sequence_encoder(x, attention_mask(items, causal=True)) * mask
 

@@ -107,18 +107,22 @@ def ratio_keep(margin: torch.Tensor, mask: torch.Tensor, drop_ratio: float, tau:
             mask carries (t = midway between the last dropped and the first kept margin).
         sample: add logistic noise (the difference of two Gumbels, as the Gumbel gate) first.
 
-    A fixed share per row pins the gate's level whatever the scorer's calibration.
+    A fixed share per row pins the gate's level whatever the scorer's calibration. Exactly k
+    items go even when margins tie (the older of tied items first).
     """
     if sample:
         uniform = torch.rand_like(margin).clamp(1e-6, 1 - 1e-6)
         margin = margin + torch.log(uniform) - torch.log1p(-uniform)
     real = mask > 0
-    ranked = torch.sort(margin.masked_fill(~real, torch.inf), dim=1).values  # real first
+    ranked, order = torch.sort(margin.masked_fill(~real, torch.inf), dim=1, stable=True)
     k = torch.floor(drop_ratio * real.sum(1)).long()  # (B,) dropped per row
     above = ranked.gather(1, k[:, None]).squeeze(1)  # lowest kept margin
     below = ranked.gather(1, (k - 1).clamp(min=0)[:, None]).squeeze(1)  # highest dropped
     threshold = torch.where(k > 0, (above + below) / 2, torch.full_like(above, -torch.inf))
-    hard = (margin > threshold[:, None]) & real
+    # by rank, not by the threshold: margins tied at it (saturated at the bound) would all go
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(
+        margin.shape[1], device=margin.device).expand_as(order))
+    hard = (rank >= k[:, None]) & real
     soft = torch.sigmoid((margin - threshold[:, None]) / tau) * mask
     return hard.to(margin.dtype) + (soft - soft.detach())
 

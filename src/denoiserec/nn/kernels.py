@@ -38,7 +38,12 @@ def kernel_responses(similarity: torch.Tensor, means: torch.Tensor,
 
 
 class GaussianKernelPerceptron(nn.Module):
-    """``x_i = (e_i + W_phi phi(cos(e_i, anchor))) * mask_i`` over a (B, L, H) sequence."""
+    """``x_i = (e_i + W_phi phi(cos(e_i, anchor))) * mask_i`` over a (B, L, H) sequence.
+
+    The similarities are taken on the embeddings *before* dropout (``undropped``) when given:
+    on dropped rows the anchor's own cosine is about sqrt(1 - p), never 1, so the exact-match
+    kernel would fire at evaluation only (the published code has the same mismatch; audit
+    2026-12-03)."""
 
     def __init__(self, hidden: int, n_kernels: int) -> None:
         super().__init__()
@@ -46,10 +51,12 @@ class GaussianKernelPerceptron(nn.Module):
         self.register_buffer("widths", kernel_widths(n_kernels), persistent=False)
         self.project = nn.Linear(n_kernels, hidden, bias=False)  # W_phi
 
-    def forward(self, embeddings: torch.Tensor, anchor: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, H) embeddings, (B, H) anchor, (B, L, 1) mask -> (B, L, H)."""
-        similarity = F.cosine_similarity(embeddings, anchor[:, None, :], dim=-1)  # (B, L)
+    def forward(self, embeddings: torch.Tensor, anchor: torch.Tensor, mask: torch.Tensor,
+                undropped: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, H) embeddings (the values), (B, H) anchor, (B, L, 1) mask, (B, L, H) the
+        embeddings without dropout (the similarities; default: ``embeddings``) -> (B, L, H)."""
+        keys = embeddings if undropped is None else undropped
+        similarity = F.cosine_similarity(keys, anchor[:, None, :], dim=-1)  # (B, L)
         phi = kernel_responses(similarity, self.means, self.widths)  # (B, L, k)
         return (embeddings + self.project(phi)) * mask
 
@@ -63,6 +70,6 @@ class PerceptronMLP(nn.Module):
         self.first = nn.Linear(hidden, hidden)
         self.second = nn.Linear(hidden, hidden, bias=False)
 
-    def forward(self, embeddings: torch.Tensor, anchor: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, embeddings: torch.Tensor, anchor: torch.Tensor, mask: torch.Tensor,
+                undropped: torch.Tensor | None = None) -> torch.Tensor:
         return F.relu(self.second(F.relu(self.first(embeddings)))) * mask
