@@ -4,8 +4,9 @@
 #   ../campaign  the denoising campaign (issue 26; RESULTS.md §1.2-1.3)
 #   ../tune      the SASRec fast-mode tuning study (issue 30; RESULTS.md §8.2)
 # Every run resumes from its last epoch; finished cells and trials are skipped. The campaign's
-# output gets code.json (the pinned commit) so that `denoiserec report` can name the commit of
-# cells whose code is too old to record it.
+# output gets code.json (the commit it was first pinned at) so that `denoiserec report` can
+# name the commit of cells whose code is too old to record it; it is written once and never
+# replaced, because cells trained after a re-pin record their own commit in metrics.json.
 # usage: DENOISEREC_DATA=../shared/data bash benchmarks/resume_background.sh [campaign|tune|all]
 #        CAMPAIGN_WORKERS=N (default 2; 1 while the tuning study still runs beside it)
 set -euo pipefail
@@ -16,6 +17,7 @@ what=${1:-all}
 running() { pgrep -f "$1" > /dev/null; }
 pin_record() {  # $1: a pinned checkout, $2: its output folder -> $2/code.json for the report
   mkdir -p "$2"
+  [ -f "$2/code.json" ] && return 0  # the first pin's: the commit of the cells that lack one
   "$python" - "$1" "$2" <<'PY'
 import json, os, subprocess, sys
 checkout, folder = sys.argv[1:]
