@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Resume the long background computations at the start of a session, each from its own git
 # worktree pinned to one commit (so that foreground work on main never changes them):
-#   ../campaign  the denoising campaign (issue 26; RESULTS.md §1.2-1.3)
+#   ../campaign2 the denoising campaign (issue 26; RESULTS.md §1.2-1.3), pinned at b08b12f since
+#                the ninth session; its output folder is a link to ../campaign's (pinned at
+#                6ec7e38 before), so that the cells of both pins stay in one folder
 #   ../tune      the SASRec fast-mode tuning study (issue 30; RESULTS.md §8.2)
 # Every run resumes from its last epoch; finished cells and trials are skipped. The campaign's
 # output gets code.json (the commit it was first pinned at) so that `denoiserec report` can
@@ -30,17 +32,18 @@ with open(os.path.join(folder, "code.json.tmp"), "w") as handle:
 os.replace(os.path.join(folder, "code.json.tmp"), os.path.join(folder, "code.json"))
 PY
 }
-if [[ $what == campaign || $what == all ]] && [ -d ../campaign ]; then
-  pin_record ../campaign ../campaign/benchmarks/out/campaign
+campaign=../campaign2
+if [[ $what == campaign || $what == all ]] && [ -d $campaign ]; then
+  pin_record $campaign $campaign/benchmarks/out/campaign
   if running "campaign.py (run|work)"; then
     echo "campaign: already running"
   else
     tune_left=$([ "$what" = all ] && [ -d ../tune ] \
       && [ ! -f ../tune/benchmarks/out/tune-sasrec-ml-100k-fast/best.json ] && echo 1 || echo 0)
     workers=${CAMPAIGN_WORKERS:-$([ "$tune_left" = 1 ] && echo 1 || echo 2)}
-    (cd ../campaign && PYTHONPATH=$PWD/src nohup "$python" benchmarks/campaign.py run \
+    (cd $campaign && PYTHONPATH=$PWD/src nohup "$python" benchmarks/campaign.py run \
       --workers "$workers" > campaign.log 2>&1 &)
-    echo "campaign: resumed with $workers worker(s) in ../campaign (log ../campaign/campaign.log)"
+    echo "campaign: resumed with $workers worker(s) in $campaign (log $campaign/campaign.log)"
   fi
 fi
 if [[ $what == tune || $what == all ]] && [ -d ../tune ]; then
