@@ -98,8 +98,12 @@ def test_soft_weights_stay_between_one_hot_and_uniform(trained):
     assert float(state.weights[real].std()) > 1e-3  # not uniform
 
 
-def test_no_log_probability_saturates(trained):
-    _, trainer, parts = trained
+def test_no_log_probability_saturates(trained, request):
+    name, trainer, parts = trained
+    if name == "msdccl":  # known, open: RESULTS.md §1.5 (audit F2), fails until fixed
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "MSDCCL's raw margins run away behind the readout's bound (saturated since "
+            "liveness reads the bounded margin)")))
     assert max(p["saturated"] for p in parts) == 0.0
     with torch.no_grad():
         state = trainer.model.eval().denoising(_batch(trainer))

@@ -450,3 +450,21 @@ def test_configs_resolve(name: str) -> None:
     assert config.train.valid_metric == "hit@20" and config.train.clip_grad_norm == 5
     assert config.train.warmup_steps > 0
     assert config.data.max_len == (200 if name == "ml-1m" else 50)
+
+
+@pytest.mark.parametrize("through_table", [False, True])
+def test_the_contrastive_loss_moves_the_item_table_only_when_asked(through_table, monkeypatch):
+    """With a scorer-following gate the same items are L_cl's negatives in nearly every
+    history; moving their (scoring) embeddings away from every user made them unrecommendable."""
+    from denoiserec.models import msdccl as module
+
+    seen = {}
+
+    def spy(anchor, candidates, *args):
+        seen["grad"] = candidates.requires_grad
+        return cross_signal_contrastive(anchor, candidates, *args)
+
+    monkeypatch.setattr(module, "cross_signal_contrastive", spy)
+    model = _model(contrastive_item_gradient=through_table).train()
+    model.loss(_batch(), Objective(), model.progress_at(0))
+    assert seen["grad"] is through_table

@@ -378,7 +378,8 @@ class MGSDWSS(SequentialRecommender):
         rec = per_sample.mean()
         total, logged = rec, {"rec": float(rec.detach())}
         weights = parts.log_probs[..., 0].exp() * (batch.items > 0)
-        logged.update(liveness(Denoising(parts.log_probs, weights, parts.keep), batch.items > 0))
+        logged.update(liveness(Denoising(parts.log_probs, weights, parts.keep), batch.items > 0,
+                               c.margin_bound))
         logged["interests_kept"] = float(parts.selected.detach().mean())
         logged["interest_entropy"] = float(weight_entropy(
             parts.interests.detach(), torch.ones_like(parts.interests)).mean())

@@ -41,6 +41,9 @@ Deviations, as "reference does X (spec §N) -> we do Y, because Z":
 * Not implemented: ``train_set_ratio`` (always 1), pre-trained embeddings, the cosine
   diagnostics; no unused [MASK] row or Cloze objective (the reference never calls them).
 * The backbone is the registered model's own encoder (``model.backbone``: its settings).
+* L_cl's candidates are the scoring item table (§4.3.3) -> detached
+  (``contrastive_item_gradient``): L_cl shapes r_soft and the gate, not the output embeddings
+  (with our scorer-following gate it turned the gate's drops into a blacklist of items).
 * Dead levels (benchmarks/RECORD.md §3): with L_cl at the gate the reference keeps everything
   within ~5 batches, without it drops nearly all; its log pi saturates to exactly 0 by batch 20,
   so the soft weights go uniform. Ours: the gate's level pinned (``gate``: a fixed drop ratio by
@@ -156,6 +159,11 @@ class MSDCCLConfig(DenoiserSettings):
     """ratio: share of each row's real items dropped (floor; at least one kept)."""
     contrastive_gate_gradient: bool = True
     """Let L_cl reach the scorer through the straight-through keep mask (reference: yes)."""
+    contrastive_item_gradient: bool = False
+    """Let L_cl move the item table, the one that scores (reference: yes). With a gate that
+    follows the scorer the same items are negatives in nearly every history, and L_cl pushed
+    them away from every user: a third of ml-100k's items became unrecommendable (RESULTS
+    §1.5, audit F1)."""
     initializer_range: float = 0.02
     """Std of the N(0, std) init of the shared item table."""
 
@@ -355,7 +363,8 @@ class MSDCCL(SequentialRecommender):
         if soft is None:  # alpha = 1, lambda = 0: the backbone on the curriculum's term alone
             return ModelOutput(loss=total, parts=parts, per_sample=shares)
         keep = self.hard_keep(batch, soft.log_probs, sample=True, tau=temperatures.gumbel)
-        parts.update(liveness(Denoising(soft.log_probs, soft.weights, keep), batch.items > 0))
+        parts.update(liveness(Denoising(soft.log_probs, soft.weights, keep), batch.items > 0,
+                              c.margin_bound))
         if c.gate == "prior":  # pull the mean keep probability to keep_prior
             clean = soft.log_probs[..., 0].exp()[batch.items > 0].mean()
             prior = c.keep_prior_weight * (clean - c.keep_prior) ** 2
@@ -367,8 +376,11 @@ class MSDCCL(SequentialRecommender):
             parts["bpr"] = float(hard.detach())
         if c.use_contrastive:
             labels = keep if c.contrastive_gate_gradient else keep.detach()
+            candidates = self.item_embedding(batch.items)
+            if not c.contrastive_item_gradient:
+                candidates = candidates.detach()
             contrastive = cross_signal_contrastive(
-                representation, self.item_embedding(batch.items), labels, batch.items > 0,
+                representation, candidates, labels, batch.items > 0,
                 temperatures.contrastive).mean()
             total = total + c.loss_lambda * contrastive
             parts["cl"] = float(contrastive.detach())
